@@ -129,8 +129,11 @@ func matchARN(pat, s string, ctx Context, vars bool) bool {
 		return false
 	}
 	pp := splitRunes(p, 6)
-	if len(pp) < 6 {
-		return glob(p, s)
+	switch {
+	case len(pp) == 1:
+		return glob(p, s) // a bare wildcard such as "*"
+	case len(pp) < 6:
+		return false
 	}
 	sp := strings.SplitN(s, ":", 6)
 	if len(sp) < 6 {
