@@ -1,0 +1,349 @@
+package iam
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/podid/podid/internal/store"
+)
+
+// The response shapes below follow the IAM API reference; element names are
+// the ones aws-sdk-go-v2's service/iam deserializers read. Timestamps are
+// strings because encoding/xml would write fractional seconds.
+
+// Role is the Role shape.
+type Role struct {
+	Path                     string `xml:"Path"`
+	RoleName                 string `xml:"RoleName"`
+	RoleID                   string `xml:"RoleId"`
+	Arn                      string `xml:"Arn"`
+	CreateDate               string `xml:"CreateDate"`
+	AssumeRolePolicyDocument string `xml:"AssumeRolePolicyDocument,omitempty"` // URL-encoded
+	Description              string `xml:"Description,omitempty"`
+	MaxSessionDuration       int32  `xml:"MaxSessionDuration,omitempty"`
+	Tags                     []Tag  `xml:"Tags>member,omitempty"`
+}
+
+// Tag is the Tag shape.
+type Tag struct {
+	Key   string `xml:"Key"`
+	Value string `xml:"Value"`
+}
+
+// Policy is the Policy shape of a customer managed policy.
+type Policy struct {
+	PolicyName                    string `xml:"PolicyName"`
+	PolicyID                      string `xml:"PolicyId"`
+	Arn                           string `xml:"Arn"`
+	Path                          string `xml:"Path"`
+	DefaultVersionID              string `xml:"DefaultVersionId"`
+	AttachmentCount               int32  `xml:"AttachmentCount"`
+	PermissionsBoundaryUsageCount int32  `xml:"PermissionsBoundaryUsageCount"`
+	IsAttachable                  bool   `xml:"IsAttachable"`
+	Description                   string `xml:"Description,omitempty"`
+	CreateDate                    string `xml:"CreateDate"`
+	UpdateDate                    string `xml:"UpdateDate"`
+	Tags                          []Tag  `xml:"Tags>member,omitempty"`
+}
+
+// AttachedPolicy is the AttachedPolicy shape.
+type AttachedPolicy struct {
+	PolicyName string `xml:"PolicyName"`
+	PolicyArn  string `xml:"PolicyArn"`
+}
+
+// OIDCProviderEntry is the OpenIDConnectProviderListEntry shape.
+type OIDCProviderEntry struct {
+	Arn string `xml:"Arn"`
+}
+
+// EvaluationResult is the EvaluationResult shape.
+type EvaluationResult struct {
+	EvalActionName       string      `xml:"EvalActionName"`
+	EvalResourceName     string      `xml:"EvalResourceName"`
+	EvalDecision         string      `xml:"EvalDecision"`
+	MatchedStatements    []Statement `xml:"MatchedStatements>member"`
+	MissingContextValues []string    `xml:"MissingContextValues>member"`
+}
+
+// Statement is the Statement shape of a simulation result.
+type Statement struct {
+	SourcePolicyID   string `xml:"SourcePolicyId"`
+	SourcePolicyType string `xml:"SourcePolicyType"`
+}
+
+// Results of the actions that have a result element. Each marshals only its
+// children: the server writes the <ActionResult> element around them.
+
+type CreateRoleResult struct {
+	Role Role `xml:"Role"`
+}
+
+type GetRoleResult struct {
+	Role Role `xml:"Role"`
+}
+
+type ListRolesResult struct {
+	Roles       []Role `xml:"Roles>member"`
+	IsTruncated bool   `xml:"IsTruncated"`
+	Marker      string `xml:"Marker,omitempty"`
+}
+
+// UpdateRoleResult is empty, but the SDKs require the element.
+type UpdateRoleResult struct{}
+
+type ListRoleTagsResult struct {
+	Tags        []Tag  `xml:"Tags>member"`
+	IsTruncated bool   `xml:"IsTruncated"`
+	Marker      string `xml:"Marker,omitempty"`
+}
+
+type GetRolePolicyResult struct {
+	RoleName       string `xml:"RoleName"`
+	PolicyName     string `xml:"PolicyName"`
+	PolicyDocument string `xml:"PolicyDocument"` // URL-encoded
+}
+
+type ListRolePoliciesResult struct {
+	PolicyNames []string `xml:"PolicyNames>member"`
+	IsTruncated bool     `xml:"IsTruncated"`
+	Marker      string   `xml:"Marker,omitempty"`
+}
+
+type CreatePolicyResult struct {
+	Policy Policy `xml:"Policy"`
+}
+
+type GetPolicyResult struct {
+	Policy Policy `xml:"Policy"`
+}
+
+type ListPoliciesResult struct {
+	Policies    []Policy `xml:"Policies>member"`
+	IsTruncated bool     `xml:"IsTruncated"`
+	Marker      string   `xml:"Marker,omitempty"`
+}
+
+type ListAttachedRolePoliciesResult struct {
+	AttachedPolicies []AttachedPolicy `xml:"AttachedPolicies>member"`
+	IsTruncated      bool             `xml:"IsTruncated"`
+	Marker           string           `xml:"Marker,omitempty"`
+}
+
+type CreateOpenIDConnectProviderResult struct {
+	OpenIDConnectProviderArn string `xml:"OpenIDConnectProviderArn"`
+	Tags                     []Tag  `xml:"Tags>member,omitempty"`
+}
+
+type GetOpenIDConnectProviderResult struct {
+	URL            string   `xml:"Url"` // without the scheme, as IAM reports it
+	ClientIDList   []string `xml:"ClientIDList>member"`
+	ThumbprintList []string `xml:"ThumbprintList>member"`
+	CreateDate     string   `xml:"CreateDate"`
+	Tags           []Tag    `xml:"Tags>member,omitempty"`
+}
+
+type ListOpenIDConnectProvidersResult struct {
+	OpenIDConnectProviderList []OIDCProviderEntry `xml:"OpenIDConnectProviderList>member"`
+}
+
+type SimulatePrincipalPolicyResult struct {
+	EvaluationResults []EvaluationResult `xml:"EvaluationResults>member"`
+	IsTruncated       bool               `xml:"IsTruncated"`
+	Marker            string             `xml:"Marker,omitempty"`
+}
+
+// The MarshalXML methods convert to a method-less copy of the type so the
+// inner encode does not recurse.
+
+func (r *CreateRoleResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t CreateRoleResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *GetRoleResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t GetRoleResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *ListRolesResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t ListRolesResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *UpdateRoleResult) MarshalXML(*xml.Encoder, xml.StartElement) error { return nil }
+
+func (r *ListRoleTagsResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t ListRoleTagsResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *GetRolePolicyResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t GetRolePolicyResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *ListRolePoliciesResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t ListRolePoliciesResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *CreatePolicyResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t CreatePolicyResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *GetPolicyResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t GetPolicyResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *ListPoliciesResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t ListPoliciesResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *ListAttachedRolePoliciesResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t ListAttachedRolePoliciesResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *CreateOpenIDConnectProviderResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t CreateOpenIDConnectProviderResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *GetOpenIDConnectProviderResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t GetOpenIDConnectProviderResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *ListOpenIDConnectProvidersResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t ListOpenIDConnectProvidersResult
+	return encodeChildren(e, (*t)(r))
+}
+
+func (r *SimulatePrincipalPolicyResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
+	type t SimulatePrincipalPolicyResult
+	return encodeChildren(e, (*t)(r))
+}
+
+// encodeChildren writes the child elements of v's XML form without v's own
+// element. encoding/xml always wraps a value in an element named after it,
+// so v is encoded on its own and the outer element dropped.
+func encodeChildren(e *xml.Encoder, v any) error {
+	var buf bytes.Buffer
+	if err := xml.NewEncoder(&buf).Encode(v); err != nil {
+		return err
+	}
+	d := xml.NewDecoder(&buf)
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			depth++
+			if depth == 1 {
+				continue
+			}
+		case xml.EndElement:
+			depth--
+			if depth == 0 {
+				continue
+			}
+		}
+		if depth == 0 {
+			continue
+		}
+		if err := e.EncodeToken(tok); err != nil {
+			return err
+		}
+	}
+}
+
+// isoTime formats a time as IAM does: ISO 8601, UTC, whole seconds.
+func isoTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05Z")
+}
+
+// urlEncode percent-encodes a policy document the way IAM returns them
+// (RFC 3986: everything but unreserved characters).
+func urlEncode(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s) * 2)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+func tagsOut(tags []store.Tag) []Tag {
+	if len(tags) == 0 {
+		return nil
+	}
+	out := make([]Tag, len(tags))
+	for i, t := range tags {
+		out[i] = Tag(t)
+	}
+	return out
+}
+
+// roleOut converts a stored role; tags are left out of listings, as IAM does.
+func roleOut(r store.Role, withTags bool) Role {
+	out := Role{
+		Path:                     r.Path,
+		RoleName:                 r.Name,
+		RoleID:                   r.RoleID,
+		Arn:                      r.ARN,
+		CreateDate:               isoTime(r.CreatedAt),
+		AssumeRolePolicyDocument: urlEncode(r.AssumeRolePolicy),
+		Description:              r.Description,
+		MaxSessionDuration:       r.MaxSessionDuration,
+	}
+	if withTags {
+		out.Tags = tagsOut(r.Tags)
+	}
+	return out
+}
+
+// policyOut converts a stored managed policy; descriptions and tags are left
+// out of listings, as IAM does.
+func policyOut(p store.ManagedPolicy, full bool) Policy {
+	out := Policy{
+		PolicyName:       p.Name,
+		PolicyID:         p.PolicyID,
+		Arn:              p.ARN,
+		Path:             p.Path,
+		DefaultVersionID: p.DefaultVersion,
+		AttachmentCount:  int32(p.AttachmentCount),
+		IsAttachable:     true,
+		CreateDate:       isoTime(p.CreatedAt),
+		UpdateDate:       isoTime(p.UpdatedAt),
+	}
+	if out.DefaultVersionID == "" {
+		out.DefaultVersionID = "v1"
+	}
+	if full {
+		out.Description = p.Description
+		out.Tags = tagsOut(p.Tags)
+	}
+	return out
+}
