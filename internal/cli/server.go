@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/podid/podid/internal/server"
+)
+
+func newServerCmd() *cobra.Command {
+	var cfg server.Config
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the identity plane: IAM, STS, the Pod Identity association API and EKS Auth",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			srv, err := server.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			log.Info("administrator credentials", "file", srv.AdminCredentialsFile())
+			return srv.ListenAndServe(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "address to listen on (host:port)")
+	f.StringVar(&cfg.DataDir, "data-dir", server.DefaultDataDir(), "directory for the store, keys, audit log and admin-credentials")
+	f.StringVar(&cfg.Store, "store", "", "store DSN (default: DATA-DIR/podid.db, embedded SQLite)")
+	f.StringVar(&cfg.AccountID, "account-id", "", "12-digit account ID to create on first start (default: random)")
+	f.StringVar(&cfg.Region, "region", "us-east-1", "region used in ARNs")
+	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "32-byte key that encrypts secrets at rest (default: DATA-DIR/master.key, created)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "private key for --tls-cert (PEM)")
+	f.StringVar(&cfg.AuditLog, "audit-log", "", `audit log file, "-" for stdout, "none" to disable (default: DATA-DIR/audit.log)`)
+	f.StringVar(&cfg.OIDCCAFile, "oidc-ca-file", "", "extra CA certificates (PEM) trusted when fetching OIDC issuer keys")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.MarkFlagsRequiredTogether("tls-cert", "tls-key")
+	return cmd
+}

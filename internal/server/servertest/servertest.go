@@ -1,0 +1,102 @@
+// Package servertest runs a real podid server in-process on a loopback port
+// for tests that drive it with real AWS clients.
+package servertest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/podid/podid/internal/server"
+)
+
+// Instance is a running server.
+type Instance struct {
+	*server.Server
+	URL             string // http://127.0.0.1:PORT
+	DataDir         string
+	AccessKeyID     string
+	SecretAccessKey string
+	AuditPath       string
+}
+
+// Start runs a server until the test ends. mutate may adjust the config.
+func Start(t testing.TB, mutate ...func(*server.Config)) *Instance {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := server.Config{
+		DataDir:   dir,
+		AccountID: "111122223333",
+		AuditLog:  filepath.Join(dir, "audit.log"),
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		cancel()
+		t.Fatalf("server.New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		t.Fatalf("listen: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("serve: %v", err)
+		}
+		srv.Close()
+	})
+	inst := &Instance{Server: srv, URL: "http://" + ln.Addr().String(), DataDir: dir, AuditPath: cfg.AuditLog}
+	inst.AccessKeyID, inst.SecretAccessKey = readCredentials(t, srv.AdminCredentialsFile())
+	return inst
+}
+
+func readCredentials(t testing.TB, path string) (id, secret string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("admin credentials: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "aws_access_key_id":
+			id = strings.TrimSpace(v)
+		case "aws_secret_access_key":
+			secret = strings.TrimSpace(v)
+		}
+	}
+	if id == "" || secret == "" {
+		t.Fatalf("admin credentials file %s lacks keys", path)
+	}
+	return id, secret
+}
+
+// AuditLog returns the audit log's contents so far.
+func (i *Instance) AuditLog(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(i.AuditPath)
+	if err != nil {
+		t.Fatalf("read audit log: %v", err)
+	}
+	return string(b)
+}

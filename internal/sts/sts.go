@@ -1,0 +1,135 @@
+// Package sts implements the STS API (query protocol): AssumeRole,
+// AssumeRoleWithWebIdentity, GetCallerIdentity and GetSessionToken, and the
+// role-assumption core that EKS Pod Identity reuses.
+package sts
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/podid/podid/internal/awsproto"
+	"github.com/podid/podid/internal/oidc"
+	"github.com/podid/podid/internal/policy"
+	"github.com/podid/podid/internal/session"
+	"github.com/podid/podid/internal/store"
+)
+
+// Namespace is the STS XML namespace.
+const Namespace = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+// Store is what STS reads.
+type Store interface {
+	GetRole(ctx context.Context, name string) (store.Role, error)
+	GetPolicy(ctx context.Context, arn string) (store.ManagedPolicy, error)
+	ListOIDCProviders(ctx context.Context) ([]store.OIDCProvider, error)
+}
+
+// Authorizer checks the caller's identity policies.
+type Authorizer interface {
+	AuthorizeContext(ctx context.Context, p *session.Principal, action, resource string, extra policy.Context) error
+}
+
+// Service serves STS.
+type Service struct {
+	Store   Store
+	Authz   Authorizer
+	Sealer  *session.Sealer
+	Account string
+	// IssuerKeys returns the key set of an OIDC issuer (web identity).
+	IssuerKeys func(issuer string) *oidc.KeySet
+	Now        func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// ReadOnly reports whether an action changes nothing (for audit records).
+func ReadOnly(action string) bool {
+	return action == "GetCallerIdentity"
+}
+
+// Unsigned reports whether action is called without a signature.
+func Unsigned(action string) bool {
+	return action == "AssumeRoleWithWebIdentity"
+}
+
+// Handle runs one STS action. caller is nil for unsigned actions.
+func (s *Service) Handle(ctx context.Context, caller *session.Principal, action string, form awsproto.Form) (any, error) {
+	switch action {
+	case "GetCallerIdentity":
+		return getCallerIdentityResult{Account: caller.Account, Arn: caller.ARN, UserId: caller.UserID}, nil
+	case "AssumeRole":
+		return s.assumeRole(ctx, caller, form)
+	case "AssumeRoleWithWebIdentity":
+		return s.assumeRoleWithWebIdentity(ctx, form)
+	case "GetSessionToken":
+		return s.getSessionToken(ctx, caller, form)
+	}
+	return nil, awsproto.Errorf(http.StatusBadRequest, "InvalidAction", "Could not find operation %s for version 2011-06-15", action)
+}
+
+type getCallerIdentityResult struct {
+	UserId  string
+	Account string
+	Arn     string
+}
+
+type credentialsXML struct {
+	AccessKeyId     string
+	SecretAccessKey string
+	SessionToken    string
+	Expiration      string
+}
+
+type assumedRoleUserXML struct {
+	AssumedRoleId string
+	Arn           string
+}
+
+type assumeRoleResult struct {
+	Credentials      credentialsXML
+	AssumedRoleUser  assumedRoleUserXML
+	PackedPolicySize *int   `xml:",omitempty"`
+	SourceIdentity   string `xml:",omitempty"`
+}
+
+type assumeRoleWithWebIdentityResult struct {
+	Credentials                 credentialsXML
+	SubjectFromWebIdentityToken string
+	AssumedRoleUser             assumedRoleUserXML
+	PackedPolicySize            *int `xml:",omitempty"`
+	Provider                    string
+	Audience                    string
+	SourceIdentity              string `xml:",omitempty"`
+}
+
+type getSessionTokenResult struct {
+	Credentials credentialsXML
+}
+
+func credentialsOf(sess *session.Session, token string) credentialsXML {
+	return credentialsXML{
+		AccessKeyId:     sess.AccessKeyID,
+		SecretAccessKey: sess.SecretAccessKey,
+		SessionToken:    token,
+		Expiration:      sess.Expiration.UTC().Format(time.RFC3339),
+	}
+}
+
+var sessionNameRE = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
+
+func validateSessionName(name string) error {
+	if name == "" {
+		return awsproto.ValidationError("1 validation error detected: Value null at 'roleSessionName' failed to satisfy constraint: Member must not be null")
+	}
+	if !sessionNameRE.MatchString(name) {
+		return awsproto.ValidationError("1 validation error detected: Value '%s' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]* and have length between 2 and 64", name)
+	}
+	return nil
+}
