@@ -35,7 +35,7 @@ cases = [
     ("eks-list", SigV4Auth, "eks", "GET",
      "/clusters/my%20cluster/pod-identity-associations?namespace=a%20b&maxResults=10&serviceAccount=x~y%2Bz",
      {}, None),
-    ("spaces-in-header", SigV4Auth, "eks", "GET", "/clusters", {"X-Custom": "  a   b  "}, None),
+    ("spaces-in-header", SigV4Auth, "eks", "GET", "/clusters", {"X-Custom": "  a   b  ", "X-Tab": "a\t\t b"}, None),
     ("normalised-path", SigV4Auth, "eks", "GET", "/clusters//c1/./x", {}, None),
     ("presigned", SigV4QueryAuth, "sts", "GET", "/?Action=GetCallerIdentity&Version=2011-06-15", {}, None),
 ]

@@ -279,9 +279,9 @@ func assertClean(t *testing.T, err error, r *http.Request, body []byte, secret s
 	if herr != nil {
 		ph = hashHex(body)
 	}
-	for _, f := range []canonicalForm{sdkForm, botocoreForm} {
+	for _, cr := range a.canonicalRequests(r, ph) {
 		for _, s := range []string{secret, testSecret} {
-			sig := hex.EncodeToString(a.sign(SigningKey(s, a.Scope), a.canonicalRequest(r, f, ph)))
+			sig := hex.EncodeToString(a.sign(SigningKey(s, a.Scope), cr))
 			if strings.Contains(msg, sig) {
 				t.Errorf("message leaks the computed signature: %s", msg)
 			}
@@ -526,5 +526,20 @@ func BenchmarkVerify(b *testing.B) {
 		if err := check(r, body, testSecret, signTime); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestNormalisedPathDecodedQuery covers the JavaScript SDK's mix: a path with
+// dot segments removed and a decoded, re-encoded query.
+func TestNormalisedPathDecodedQuery(t *testing.T) {
+	c := sdkCase{method: "GET", url: "http://127.0.0.1:9/clusters/c1/x?q=a%20b&p=%7E", service: "eks"}
+	raw := c.signed(t)
+	if !strings.HasPrefix(raw, "GET /clusters/c1/x?p=~&q=a%20b ") {
+		t.Fatalf("unexpected request line:\n%s", raw)
+	}
+	raw = strings.Replace(raw, "GET /clusters/c1/x?p=~&q=a%20b", "GET /clusters//c1/./x?q=a%20b&p=%7E", 1)
+	r, body := read(t, raw)
+	if err := check(r, body, testSecret, signTime); err != nil {
+		t.Fatalf("%v\n%s", err, raw)
 	}
 }

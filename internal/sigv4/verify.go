@@ -48,16 +48,7 @@ func (a *Auth) Verify(r *http.Request, body []byte, secretAccessKey string, now 
 	if err != nil || len(want) != sha256.Size {
 		return errSignature()
 	}
-	// Clients differ in small ways (botocore normalises the path and signs
-	// the query as sent); try its form when it differs from the SDK form.
-	forms := [2]canonicalForm{sdkForm, botocoreForm}
-	var prev string
-	for i, f := range forms {
-		cr := a.canonicalRequest(r, f, payloadHash)
-		if i > 0 && cr == prev {
-			break
-		}
-		prev = cr
+	for _, cr := range a.canonicalRequests(r, payloadHash) {
 		if subtle.ConstantTimeCompare(a.sign(key, cr), want) == 1 {
 			return nil
 		}
@@ -126,45 +117,51 @@ func (a *Auth) payloadHash(r *http.Request, body []byte) (string, error) {
 	return h, nil
 }
 
-// canonicalForm selects between the canonicalisations real clients use.
-type canonicalForm int
-
-const (
-	// sdkForm is what aws-sdk-go-v2 and the JavaScript SDK sign: the path as
-	// sent, the query decoded and re-encoded, spaces collapsed in headers.
-	sdkForm canonicalForm = iota
-	// botocoreForm is what botocore signs: the path with dot segments and
-	// repeated slashes removed, the query pairs as sent (only sorted), all
-	// whitespace runs collapsed in headers.
-	botocoreForm
-)
-
-func (a *Auth) canonicalRequest(r *http.Request, f canonicalForm, payloadHash string) string {
+// canonicalRequests returns the canonical requests that the clients in use
+// could have signed for r, the aws-sdk-go-v2 form first, without duplicates.
+//
+// Clients differ in three details. aws-sdk-go-v2 signs the path as sent;
+// botocore and the JavaScript SDK first remove dot segments and repeated
+// slashes. aws-sdk-go-v2 and the JavaScript SDK decode and re-encode the
+// query; botocore sorts the pairs as sent. The Go SDK collapses runs of
+// spaces in header values; the others collapse any whitespace. For the
+// requests these clients produce all variants are usually equal.
+func (a *Auth) canonicalRequests(r *http.Request, payloadHash string) []string {
 	path := requestPath(r)
-	if f == botocoreForm {
-		path = removeDotSegments(path)
+	paths := distinct(escapePath(path), escapePath(removeDotSegments(path)))
+	queries := distinct(canonicalQuery(r.URL.RawQuery, a.Presigned), rawCanonicalQuery(r.URL.RawQuery, a.Presigned))
+	headers := []string{a.canonicalHeaders(r, collapseSpaces)}
+	if strings.ContainsAny(headers[0], otherWhitespace) {
+		headers = distinct(headers[0], a.canonicalHeaders(r, collapseWhitespace))
 	}
+	var out []string
+	for _, p := range paths {
+		for _, q := range queries {
+			for _, h := range headers {
+				out = append(out, r.Method+"\n"+p+"\n"+q+"\n"+h+"\n"+a.signedHeaders+"\n"+payloadHash)
+			}
+		}
+	}
+	return out
+}
+
+func distinct(a, b string) []string {
+	if a == b {
+		return []string{a}
+	}
+	return []string{a, b}
+}
+
+// canonicalHeaders returns the canonical header lines, each ending in a
+// newline, with values cleaned by trim.
+func (a *Auth) canonicalHeaders(r *http.Request, trim func(string) string) string {
 	var b strings.Builder
-	b.WriteString(r.Method)
-	b.WriteByte('\n')
-	b.WriteString(escapePath(path))
-	b.WriteByte('\n')
-	if f == botocoreForm {
-		b.WriteString(rawCanonicalQuery(r.URL.RawQuery, a.Presigned))
-	} else {
-		b.WriteString(canonicalQuery(r.URL.RawQuery, a.Presigned))
-	}
-	b.WriteByte('\n')
 	for _, name := range a.SignedHeaders {
 		b.WriteString(name)
 		b.WriteByte(':')
-		b.WriteString(a.headerValue(r, name, f))
+		b.WriteString(a.headerValue(r, name, trim))
 		b.WriteByte('\n')
 	}
-	b.WriteByte('\n')
-	b.WriteString(a.signedHeaders)
-	b.WriteByte('\n')
-	b.WriteString(payloadHash)
 	return b.String()
 }
 
@@ -337,7 +334,7 @@ func rawCanonicalQuery(raw string, presigned bool) string {
 }
 
 // headerValue returns the canonical value of the signed header name.
-func (a *Auth) headerValue(r *http.Request, name string, f canonicalForm) string {
+func (a *Auth) headerValue(r *http.Request, name string, trim func(string) string) string {
 	var vals []string
 	switch name {
 	case "host":
@@ -365,11 +362,7 @@ func (a *Auth) headerValue(r *http.Request, name string, f canonicalForm) string
 		}
 	}
 	for i, v := range vals {
-		if f == botocoreForm {
-			vals[i] = collapseWhitespace(v)
-		} else {
-			vals[i] = collapseSpaces(v)
-		}
+		vals[i] = trim(v)
 	}
 	return strings.Join(vals, ",")
 }
@@ -414,14 +407,15 @@ func collapseSpaces(s string) string {
 	return b.String()
 }
 
-// collapseWhitespace is Python's ' '.join(s.split()) for ASCII input.
+// otherWhitespace is the ASCII and Latin-1 whitespace, besides ' ', that
+// Python's str.split (and, in part, JavaScript's \s) collapses; '\n' cannot
+// occur in a header value.
+const otherWhitespace = "\t\v\f\r\x1c\x1d\x1e\x1f\u0085\u00a0"
+
+// collapseWhitespace is Python's ' '.join(s.split()).
 func collapseWhitespace(s string) string {
 	return strings.Join(strings.FieldsFunc(s, func(r rune) bool {
-		switch r {
-		case ' ', '\t', '\n', '\v', '\f', '\r', 0x1c, 0x1d, 0x1e, 0x1f, 0x85, 0xa0:
-			return true
-		}
-		return false
+		return r == ' ' || r == '\n' || strings.ContainsRune(otherWhitespace, r)
 	}), " ")
 }
 
