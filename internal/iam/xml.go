@@ -17,15 +17,26 @@ import (
 
 // Role is the Role shape.
 type Role struct {
-	Path                     string `xml:"Path"`
-	RoleName                 string `xml:"RoleName"`
-	RoleID                   string `xml:"RoleId"`
-	Arn                      string `xml:"Arn"`
-	CreateDate               string `xml:"CreateDate"`
-	AssumeRolePolicyDocument string `xml:"AssumeRolePolicyDocument,omitempty"` // URL-encoded
-	Description              string `xml:"Description,omitempty"`
-	MaxSessionDuration       int32  `xml:"MaxSessionDuration,omitempty"`
-	Tags                     []Tag  `xml:"Tags>member,omitempty"`
+	Path                     string  `xml:"Path"`
+	RoleName                 string  `xml:"RoleName"`
+	RoleID                   string  `xml:"RoleId"`
+	Arn                      string  `xml:"Arn"`
+	CreateDate               string  `xml:"CreateDate"`
+	AssumeRolePolicyDocument string  `xml:"AssumeRolePolicyDocument,omitempty"` // URL-encoded
+	Description              string  `xml:"Description,omitempty"`
+	MaxSessionDuration       int32   `xml:"MaxSessionDuration,omitempty"`
+	Tags                     TagList `xml:"Tags,omitempty"`
+}
+
+// TagList is an optional list of tags: left out when empty. (encoding/xml
+// writes the parent of an empty "Tags>member" slice, which IAM does not.)
+type TagList []Tag
+
+// MarshalXML writes <Tags><member>…</member></Tags>.
+func (l TagList) MarshalXML(e *xml.Encoder, start xml.StartElement) error {
+	return e.EncodeElement(struct {
+		Member []Tag `xml:"member"`
+	}{l}, start)
 }
 
 // Tag is the Tag shape.
@@ -36,18 +47,18 @@ type Tag struct {
 
 // Policy is the Policy shape of a customer managed policy.
 type Policy struct {
-	PolicyName                    string `xml:"PolicyName"`
-	PolicyID                      string `xml:"PolicyId"`
-	Arn                           string `xml:"Arn"`
-	Path                          string `xml:"Path"`
-	DefaultVersionID              string `xml:"DefaultVersionId"`
-	AttachmentCount               int32  `xml:"AttachmentCount"`
-	PermissionsBoundaryUsageCount int32  `xml:"PermissionsBoundaryUsageCount"`
-	IsAttachable                  bool   `xml:"IsAttachable"`
-	Description                   string `xml:"Description,omitempty"`
-	CreateDate                    string `xml:"CreateDate"`
-	UpdateDate                    string `xml:"UpdateDate"`
-	Tags                          []Tag  `xml:"Tags>member,omitempty"`
+	PolicyName                    string  `xml:"PolicyName"`
+	PolicyID                      string  `xml:"PolicyId"`
+	Arn                           string  `xml:"Arn"`
+	Path                          string  `xml:"Path"`
+	DefaultVersionID              string  `xml:"DefaultVersionId"`
+	AttachmentCount               int32   `xml:"AttachmentCount"`
+	PermissionsBoundaryUsageCount int32   `xml:"PermissionsBoundaryUsageCount"`
+	IsAttachable                  bool    `xml:"IsAttachable"`
+	Description                   string  `xml:"Description,omitempty"`
+	CreateDate                    string  `xml:"CreateDate"`
+	UpdateDate                    string  `xml:"UpdateDate"`
+	Tags                          TagList `xml:"Tags,omitempty"`
 }
 
 // AttachedPolicy is the AttachedPolicy shape.
@@ -135,8 +146,8 @@ type ListAttachedRolePoliciesResult struct {
 }
 
 type CreateOpenIDConnectProviderResult struct {
-	OpenIDConnectProviderArn string `xml:"OpenIDConnectProviderArn"`
-	Tags                     []Tag  `xml:"Tags>member,omitempty"`
+	OpenIDConnectProviderArn string  `xml:"OpenIDConnectProviderArn"`
+	Tags                     TagList `xml:"Tags,omitempty"`
 }
 
 type GetOpenIDConnectProviderResult struct {
@@ -144,7 +155,7 @@ type GetOpenIDConnectProviderResult struct {
 	ClientIDList   []string `xml:"ClientIDList>member"`
 	ThumbprintList []string `xml:"ThumbprintList>member"`
 	CreateDate     string   `xml:"CreateDate"`
-	Tags           []Tag    `xml:"Tags>member,omitempty"`
+	Tags           TagList  `xml:"Tags,omitempty"`
 }
 
 type ListOpenIDConnectProvidersResult struct {
@@ -295,11 +306,11 @@ func urlEncode(s string) string {
 	return b.String()
 }
 
-func tagsOut(tags []store.Tag) []Tag {
+func tagsOut(tags []store.Tag) TagList {
 	if len(tags) == 0 {
 		return nil
 	}
-	out := make([]Tag, len(tags))
+	out := make(TagList, len(tags))
 	for i, t := range tags {
 		out[i] = Tag(t)
 	}
