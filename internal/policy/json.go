@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"unicode/utf8"
 )
 
 // object is a JSON object that remembers key order, so that errors and
@@ -128,7 +127,3 @@ func Size(doc string) int {
 	}
 	return n
 }
-
-// validUTF8 reports whether s is valid UTF-8; the decoder would otherwise
-// silently replace bad bytes.
-func validUTF8(s string) bool { return utf8.ValidString(s) }

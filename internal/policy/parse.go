@@ -6,12 +6,14 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Parse parses and validates a JSON policy document of the given kind.
 // Errors are of type *SyntaxError.
 func Parse(doc string, kind Kind) (*Document, error) {
-	if !validUTF8(doc) {
+	// The JSON decoder would silently replace bad bytes.
+	if !utf8.ValidString(doc) {
 		return nil, syntaxErr(errSyntax + " The policy document is not valid UTF-8.")
 	}
 	if strings.TrimSpace(doc) == "" {
