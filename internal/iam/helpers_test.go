@@ -82,15 +82,15 @@ func wantCode(t *testing.T, err error, code string, status int) *awsproto.Error 
 	return ae
 }
 
-// marshal renders a result the way the server does: its children become the
-// content of <ActionResult>.
+// marshal renders a result the way the server does, as the element
+// <ActionResult>, and returns the element's content.
 func marshal(t *testing.T, v any) string {
 	t.Helper()
-	b, err := xml.Marshal(v)
-	if err != nil {
+	var b strings.Builder
+	if err := xml.NewEncoder(&b).EncodeElement(v, xml.StartElement{Name: xml.Name{Local: "R"}}); err != nil {
 		t.Fatalf("marshal %T: %v", v, err)
 	}
-	return string(b)
+	return strings.TrimSuffix(strings.TrimPrefix(b.String(), "<R>"), "</R>")
 }
 
 // elementPaths lists the slash-separated paths of all elements in doc,

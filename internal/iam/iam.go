@@ -106,9 +106,9 @@ func Actions() []string {
 	return out
 }
 
-// Handle runs one IAM action. result is marshalled by encoding/xml as the
-// content of <ActionResult> (result types marshal only their children), or
-// is nil for actions whose response has no result element. Errors the
+// Handle runs one IAM action. result is a pointer to one of the *Result
+// types, marshalled by encoding/xml as the <ActionResult> element, or nil
+// for actions whose response has no result element. Errors the
 // client should see are *awsproto.Error; any other error is an internal
 // fault the caller logs and hides.
 func (s *Service) Handle(ctx context.Context, caller *session.Principal, action string, form awsproto.Form) (result any, err error) {

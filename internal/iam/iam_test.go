@@ -65,7 +65,7 @@ func TestRoleLifecycle(t *testing.T) {
 		t.Errorf("after update: %+v", got.Role)
 	}
 	// UpdateRole without MaxSessionDuration leaves it alone.
-	e.must(t, "UpdateRole", "RoleName", "app", "Description", "")
+	e.must(t, "UpdateRole", "RoleName", "app", "Description", "", "MaxSessionDuration", "")
 	got = e.must(t, "GetRole", "RoleName", "app").(*GetRoleResult)
 	if got.Role.Description != "" || got.Role.MaxSessionDuration != 43200 {
 		t.Errorf("after second update: %+v", got.Role)

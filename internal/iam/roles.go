@@ -34,6 +34,10 @@ func (s *Service) createRole(ctx context.Context, caller *session.Principal, for
 	if err != nil {
 		return nil, err
 	}
+	// Ignoring a boundary would grant more than the caller meant to.
+	if form.Get("PermissionsBoundary") != "" {
+		return nil, invalidInput("Permissions boundaries are not supported.")
+	}
 	arn := s.roleARN(path, name)
 	if err := s.authorize(ctx, caller, "CreateRole", arn); err != nil {
 		return nil, err
@@ -163,7 +167,7 @@ func (s *Service) updateRole(ctx context.Context, caller *session.Principal, for
 	if err := checkDescription(desc); err != nil {
 		return nil, err
 	}
-	setDur := form.Has("MaxSessionDuration")
+	setDur := form.Get("MaxSessionDuration") != ""
 	maxDur, err := form.Int("MaxSessionDuration", 0, minSessionDuration, maxSessionDuration)
 	if err != nil {
 		return nil, err

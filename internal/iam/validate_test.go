@@ -73,6 +73,7 @@ func TestBadInputs(t *testing.T) {
 		{"tag key too long", "CreateRole", role("Tags.member.1.Key", strings.Repeat("k", 129), "Tags.member.1.Value", "a"), "ValidationError", 400, "tags.1.member.key"},
 		{"tag key missing", "CreateRole", role("Tags.member.1.Value", "a"), "ValidationError", 400, "tags.1.member.key"},
 		{"tag value too long", "CreateRole", role("Tags.member.1.Key", "k", "Tags.member.1.Value", strings.Repeat("v", 257)), "ValidationError", 400, "tags.1.member.value"},
+		{"permissions boundary", "CreateRole", role("PermissionsBoundary", policyARN("m")), "InvalidInput", 400, "not supported"},
 		{"role exists", "CreateRole", []string{"RoleName", "App", "AssumeRolePolicyDocument", trustDoc}, "EntityAlreadyExists", 409, ""},
 		{"update duration out of range", "UpdateRole", []string{"RoleName", "app", "MaxSessionDuration", "100"}, "ValidationError", 400, ""},
 		{"update missing role", "UpdateRole", []string{"RoleName", "ghost", "Description", "x"}, "NoSuchEntity", 404, "The role with name ghost cannot be found."},

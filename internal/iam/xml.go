@@ -1,10 +1,7 @@
 package iam
 
 import (
-	"bytes"
 	"encoding/xml"
-	"errors"
-	"io"
 	"strings"
 	"time"
 
@@ -87,8 +84,8 @@ type Statement struct {
 	SourcePolicyType string `xml:"SourcePolicyType"`
 }
 
-// Results of the actions that have a result element. Each marshals only its
-// children: the server writes the <ActionResult> element around them.
+// Results of the actions that have a result element. The server marshals
+// each as the <ActionResult> element, so the fields become its children.
 
 type CreateRoleResult struct {
 	Role Role `xml:"Role"`
@@ -166,120 +163,6 @@ type SimulatePrincipalPolicyResult struct {
 	EvaluationResults []EvaluationResult `xml:"EvaluationResults>member"`
 	IsTruncated       bool               `xml:"IsTruncated"`
 	Marker            string             `xml:"Marker,omitempty"`
-}
-
-// The MarshalXML methods convert to a method-less copy of the type so the
-// inner encode does not recurse.
-
-func (r *CreateRoleResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t CreateRoleResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *GetRoleResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t GetRoleResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *ListRolesResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t ListRolesResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *UpdateRoleResult) MarshalXML(*xml.Encoder, xml.StartElement) error { return nil }
-
-func (r *ListRoleTagsResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t ListRoleTagsResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *GetRolePolicyResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t GetRolePolicyResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *ListRolePoliciesResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t ListRolePoliciesResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *CreatePolicyResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t CreatePolicyResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *GetPolicyResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t GetPolicyResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *ListPoliciesResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t ListPoliciesResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *ListAttachedRolePoliciesResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t ListAttachedRolePoliciesResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *CreateOpenIDConnectProviderResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t CreateOpenIDConnectProviderResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *GetOpenIDConnectProviderResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t GetOpenIDConnectProviderResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *ListOpenIDConnectProvidersResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t ListOpenIDConnectProvidersResult
-	return encodeChildren(e, (*t)(r))
-}
-
-func (r *SimulatePrincipalPolicyResult) MarshalXML(e *xml.Encoder, _ xml.StartElement) error {
-	type t SimulatePrincipalPolicyResult
-	return encodeChildren(e, (*t)(r))
-}
-
-// encodeChildren writes the child elements of v's XML form without v's own
-// element. encoding/xml always wraps a value in an element named after it,
-// so v is encoded on its own and the outer element dropped.
-func encodeChildren(e *xml.Encoder, v any) error {
-	var buf bytes.Buffer
-	if err := xml.NewEncoder(&buf).Encode(v); err != nil {
-		return err
-	}
-	d := xml.NewDecoder(&buf)
-	depth := 0
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		switch tok.(type) {
-		case xml.StartElement:
-			depth++
-			if depth == 1 {
-				continue
-			}
-		case xml.EndElement:
-			depth--
-			if depth == 0 {
-				continue
-			}
-		}
-		if depth == 0 {
-			continue
-		}
-		if err := e.EncodeToken(tok); err != nil {
-			return err
-		}
-	}
 }
 
 // isoTime formats a time as IAM does: ISO 8601, UTC, whole seconds.
