@@ -44,7 +44,11 @@ func (f *fakeUpstream) set(fn func(token string) (*eksauth.Response, error)) {
 // clock is a settable test clock.
 type clock struct{ ns atomic.Int64 }
 
-func newClock() *clock                      { c := &clock{}; c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()); return c }
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
 func (c *clock) Now() time.Time             { return time.Unix(0, c.ns.Load()) }
 func (c *clock) Advance(d time.Duration)    { c.ns.Add(int64(d)) }
 func (c *clock) in(d time.Duration) float64 { return float64(c.Now().Add(d).Unix()) }
@@ -209,7 +213,9 @@ func TestUpstreamErrorsPassThrough(t *testing.T) {
 		}
 	}
 	up := &fakeUpstream{}
-	up.set(func(string) (*eksauth.Response, error) { return nil, &net.OpError{Op: "dial", Err: errors.New("connection refused")} })
+	up.set(func(string) (*eksauth.Response, error) {
+		return nil, &net.OpError{Op: "dial", Err: errors.New("connection refused")}
+	})
 	a := newTestAgent(t, up)
 	if res := get(a, "169.254.170.23", "/v1/credentials", tok(1)); res.status != 503 {
 		t.Errorf("unreachable server: %d %v", res.status, res.body)
