@@ -16,12 +16,15 @@ import (
 // memory before the store is asked again (so a deleted key stops working).
 const keyCacheTTL = 15 * time.Second
 
-// authenticate verifies the request's SigV4 signature and returns who
-// signed it. Temporary (ASIA) credentials are verified from the sealed
+// authenticate verifies the request's SigV4 signature, made for service,
+// and returns who signed it. Temporary (ASIA) credentials are verified from the sealed
 // session token alone; long-term (AKIA) keys come from the store.
-func (s *Server) authenticate(ctx context.Context, r *http.Request, body []byte) (*session.Principal, error) {
+func (s *Server) authenticate(ctx context.Context, r *http.Request, body []byte, service string) (*session.Principal, error) {
 	auth, err := sigv4.Parse(r)
 	if err != nil {
+		return nil, sigv4Error(err)
+	}
+	if err := auth.CheckScope(service); err != nil {
 		return nil, sigv4Error(err)
 	}
 	now := time.Now()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/podid/podid/internal/audit"
 	"github.com/podid/podid/internal/awsproto"
+	"github.com/podid/podid/internal/eks"
 	"github.com/podid/podid/internal/iam"
 	"github.com/podid/podid/internal/session"
 	"github.com/podid/podid/internal/sts"
@@ -73,12 +75,85 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, c, awsproto.Errorf(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "Request body must be at most %d bytes", maxBodySize), false)
 		return
 	}
-	if strings.HasPrefix(r.URL.Path, "/clusters") {
+	if op, ok := eks.Route(r.Method, r.URL.Path); ok {
+		s.serveREST(w, r, c, op, body)
+		return
+	}
+	if r.URL.Path != "/" && r.URL.Path != "" {
 		c.service = "eks"
 		s.fail(w, r, c, awsproto.Errorf(http.StatusNotFound, "UnknownOperationException", "Unknown operation %s %s", r.Method, r.URL.Path), true)
 		return
 	}
 	s.serveQuery(w, r, c, body)
+}
+
+// serveREST handles the restJson1 APIs: EKS and EKS Auth.
+func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, c *call, op eks.Op, body []byte) {
+	c.service, c.action, c.readOnly = op.Service, op.Name, op.ReadOnly
+	c.params = restParams(op, body)
+	var caller eks.Caller
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && op.Name == "AssumeRoleForPodIdentity" {
+		node, err := s.eks.AuthenticateNode(r.Context(), op.Cluster, strings.TrimSpace(tok))
+		if err != nil {
+			s.fail(w, r, c, err, true)
+			return
+		}
+		caller.Node = node
+	} else {
+		p, err := s.authenticate(r.Context(), r, body, op.Service)
+		if err != nil {
+			s.fail(w, r, c, restAuthError(err), true)
+			return
+		}
+		caller.Principal = p
+		c.caller = p
+	}
+	req := &eks.Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header, Body: body}
+	status, result, err := s.eks.Handle(r.Context(), caller, op, req)
+	if err != nil {
+		s.fail(w, r, c, err, true)
+		return
+	}
+	awsproto.WriteJSON(w, status, c.requestID, result)
+	var elements any
+	if !c.readOnly {
+		elements = result
+	}
+	s.record(r, c, elements, nil)
+}
+
+// restAuthError renames query-protocol authentication failures to the
+// names restJson services use.
+func restAuthError(err error) error {
+	var e *awsproto.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch e.Code {
+	case "AccessDenied":
+		return &awsproto.Error{Code: "AccessDeniedException", Message: e.Message, Status: e.Status}
+	}
+	return e
+}
+
+// restParams is the audit view of a restJson request: path parameters and
+// the JSON body (the pod token is hidden by the audit logger).
+func restParams(op eks.Op, body []byte) map[string]any {
+	m := map[string]any{}
+	if len(body) > 0 {
+		_ = json.Unmarshal(body, &m)
+	}
+	if op.Cluster != "" {
+		m["clusterName"] = op.Cluster
+	}
+	if op.ID != "" {
+		if strings.HasPrefix(op.ID, "arn:") {
+			m["resourceArn"] = op.ID
+		} else {
+			m["associationId"] = op.ID
+		}
+	}
+	return m
 }
 
 // serveQuery handles the query protocol shared by IAM and STS: the API is
@@ -113,7 +188,7 @@ func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, c *call, bod
 	}
 
 	if !(c.service == "sts" && sts.Unsigned(c.action) && !signed(r)) {
-		c.caller, err = s.authenticate(r.Context(), r, body)
+		c.caller, err = s.authenticate(r.Context(), r, body, c.service)
 		if err != nil {
 			s.fail(w, r, c, err, false)
 			return

@@ -19,6 +19,7 @@ import (
 
 	"github.com/podid/podid/internal/audit"
 	"github.com/podid/podid/internal/authz"
+	"github.com/podid/podid/internal/eks"
 	"github.com/podid/podid/internal/iam"
 	"github.com/podid/podid/internal/oidc"
 	"github.com/podid/podid/internal/secretbox"
@@ -39,7 +40,10 @@ type Config struct {
 	TLSKey        string
 	AuditLog      string // file path, "-" for stdout, "" for DataDir/audit.log
 	OIDCCAFile    string // extra CA for OIDC issuers with private CAs
-	Logger        *slog.Logger
+	// AgentServiceAccounts ("namespace/name") may authenticate node agents
+	// with their own service-account tokens.
+	AgentServiceAccounts []string
+	Logger               *slog.Logger
 }
 
 // Server is a running identity plane.
@@ -55,6 +59,7 @@ type Server struct {
 
 	iam   *iam.Service
 	sts   *sts.Service
+	eks   *eks.Service
 	authz *authz.Authorizer
 
 	oidcClient *http.Client
@@ -109,6 +114,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.authz = &authz.Authorizer{Store: s.store}
 	s.iam = &iam.Service{Store: s.store, Authz: s.authz, Account: s.account}
 	s.sts = &sts.Service{Store: s.store, Authz: s.authz, Sealer: s.sealer, Account: s.account, IssuerKeys: s.issuerKeys}
+	s.eks = &eks.Service{Store: s.store, Authz: s.authz, STS: s.sts, Account: s.account, Region: cfg.Region,
+		HTTPClient: client, AgentServiceAccounts: cfg.AgentServiceAccounts}
 	return s, nil
 }
 

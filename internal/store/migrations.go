@@ -146,6 +146,13 @@ var migrations = []migration{
 			`CREATE INDEX associations_request_token ON associations (cluster_name, client_request_token)`,
 		},
 	},
+	{
+		version: 2,
+		name:    "cluster kubeconfig, separate from the key source",
+		stmts: []string{
+			`ALTER TABLE clusters ADD COLUMN kubeconfig TEXT NOT NULL DEFAULT ''`,
+		},
+	},
 }
 
 // migrate brings the schema up to the last step. It is safe against another

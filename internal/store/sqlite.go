@@ -853,14 +853,14 @@ func (s *SQLite) DeleteOIDCProvider(ctx context.Context, arn string) error {
 
 // ---- clusters ----
 
-const clusterCols = "name, arn, issuer, key_source, key_source_arg, jwks, token_review, tags, created_at"
+const clusterCols = "name, arn, issuer, key_source, key_source_arg, kubeconfig, jwks, token_review, tags, created_at"
 
 func scanCluster(sc scanner) (Cluster, error) {
 	var c Cluster
 	var tags string
 	var review int
 	var created int64
-	if err := sc.Scan(&c.Name, &c.ARN, &c.Issuer, &c.KeySource, &c.KeySourceArg, &c.JWKS, &review,
+	if err := sc.Scan(&c.Name, &c.ARN, &c.Issuer, &c.KeySource, &c.KeySourceArg, &c.Kubeconfig, &c.JWKS, &review,
 		&tags, &created); err != nil {
 		return c, err
 	}
@@ -881,8 +881,8 @@ func getCluster(ctx context.Context, q querier, name string) (Cluster, error) {
 const clusterExists = "SELECT 1 FROM clusters WHERE name = ?"
 
 func (s *SQLite) CreateCluster(ctx context.Context, c Cluster) error {
-	_, err := s.db.ExecContext(ctx, "INSERT INTO clusters ("+clusterCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.Name, c.ARN, c.Issuer, c.KeySource, c.KeySourceArg, nilIfEmpty(c.JWKS), boolInt(c.TokenReview),
+	_, err := s.db.ExecContext(ctx, "INSERT INTO clusters ("+clusterCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.Name, c.ARN, c.Issuer, c.KeySource, c.KeySourceArg, c.Kubeconfig, nilIfEmpty(c.JWKS), boolInt(c.TokenReview),
 		toJSON(c.Tags), toNanos(c.CreatedAt))
 	if err != nil {
 		return wrap(fmt.Sprintf("create cluster %q", c.Name), err)
@@ -930,8 +930,8 @@ func (s *SQLite) UpdateCluster(ctx context.Context, name string, fn func(*Cluste
 		c.Name = name
 		c.JWKS = nilIfEmpty(c.JWKS)
 		_, err = tx.ExecContext(ctx, `UPDATE clusters SET arn = ?, issuer = ?, key_source = ?, key_source_arg = ?,
-			jwks = ?, token_review = ?, tags = ?, created_at = ? WHERE name = ?`,
-			c.ARN, c.Issuer, c.KeySource, c.KeySourceArg, c.JWKS, boolInt(c.TokenReview),
+			kubeconfig = ?, jwks = ?, token_review = ?, tags = ?, created_at = ? WHERE name = ?`,
+			c.ARN, c.Issuer, c.KeySource, c.KeySourceArg, c.Kubeconfig, c.JWKS, boolInt(c.TokenReview),
 			toJSON(c.Tags), toNanos(c.CreatedAt), name)
 		out = c
 		return err

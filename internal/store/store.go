@@ -97,7 +97,8 @@ type Cluster struct {
 	ARN          string
 	Issuer       string
 	KeySource    string // jwks-file | jwks-url | discovery | kubeconfig
-	KeySourceArg string // the path, URL or kubeconfig text
+	KeySourceArg string // the JWKS URL for jwks-url
+	Kubeconfig   string // kubeconfig text, for the kubeconfig key source and TokenReview
 	JWKS         []byte // last keys fetched, so a restart works while the source is away
 	TokenReview  bool
 	Tags         []Tag

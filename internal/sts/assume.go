@@ -34,20 +34,23 @@ const (
 
 // AssumeInput is one role assumption, from whichever API asked for it.
 type AssumeInput struct {
-	Principal      *policy.Principal // matched against the trust policy's Principal
-	Caller         *session.Session  // the calling session, for chaining and transitive tags; nil otherwise
-	Action         string            // sts:AssumeRole, sts:AssumeRoleWithWebIdentity
-	RoleARN        string
-	SessionName    string
-	Duration       time.Duration // 0: one hour
-	MaxDuration    time.Duration // an extra cap from the caller's API; 0: none
-	Tags           []session.Tag
-	TransitiveKeys []string
-	ExternalID     string
-	SourceIdentity string
-	Policy         string
-	PolicyARNs     []string
-	Context        policy.Context // extra condition keys (caller's, the token's)
+	Principal   *policy.Principal // matched against the trust policy's Principal
+	Caller      *session.Session  // the calling session, for chaining and transitive tags; nil otherwise
+	Action      string            // sts:AssumeRole, sts:AssumeRoleWithWebIdentity
+	RoleARN     string
+	SessionName string
+	Duration    time.Duration // 0: one hour
+	MaxDuration time.Duration // an extra cap from the caller's API; 0: none
+	// ServiceDuration means the calling service sets the lifetime itself
+	// (EKS Auth: six hours) whatever the role's MaxSessionDuration says.
+	ServiceDuration bool
+	Tags            []session.Tag
+	TransitiveKeys  []string
+	ExternalID      string
+	SourceIdentity  string
+	Policy          string
+	PolicyARNs      []string
+	Context         policy.Context // extra condition keys (caller's, the token's)
 }
 
 // AssumeOutput is the new session.
@@ -122,6 +125,9 @@ func (s *Service) Assume(ctx context.Context, in AssumeInput) (*AssumeOutput, er
 	if duration == 0 {
 		duration = defaultDuration
 	}
+	if chained && in.ServiceDuration && duration > chainedMaxSession {
+		duration = chainedMaxSession
+	}
 	if chained && duration > chainedMaxSession {
 		return nil, awsproto.ValidationError("The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.")
 	}
@@ -142,7 +148,7 @@ func (s *Service) Assume(ctx context.Context, in AssumeInput) (*AssumeOutput, er
 	if err != nil {
 		return nil, fmt.Errorf("sts: get role: %w", err)
 	}
-	if max := time.Duration(role.MaxSessionDuration) * time.Second; !chained && duration > max {
+	if max := time.Duration(role.MaxSessionDuration) * time.Second; !chained && !in.ServiceDuration && duration > max {
 		return nil, awsproto.ValidationError("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
 	}
 

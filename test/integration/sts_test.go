@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
@@ -82,7 +83,11 @@ func TestAssumeRoleThenCallerIdentity(t *testing.T) {
 	if _, err := bad.GetCallerIdentity(ctx(t), &sts.GetCallerIdentityInput{}); apiCode(err) != "InvalidClientTokenId" {
 		t.Errorf("tampered token: err = %v, want InvalidClientTokenId", err)
 	}
-	// Chaining past one hour is refused.
+	// Chaining past one hour is refused (the role may assume itself).
+	if _, err := ic.PutRolePolicy(ctx(t), &iam.PutRolePolicyInput{RoleName: aws.String("app"), PolicyName: aws.String("self"),
+		PolicyDocument: aws.String(mustJSON(map[string]any{"Version": "2012-10-17", "Statement": []any{map[string]any{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": roleARN}}}))}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := sess.AssumeRole(ctx(t), &sts.AssumeRoleInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("s2"), DurationSeconds: aws.Int32(7200)}); apiCode(err) != "ValidationError" {
 		t.Errorf("chained 2h: err = %v, want ValidationError", err)
 	}
@@ -166,7 +171,13 @@ func TestWebIdentityRoundTripGoSDK(t *testing.T) {
 	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", tokenFile)
 	t.Setenv("AWS_ROLE_SESSION_NAME", "pod-session")
 	t.Setenv("AWS_ENDPOINT_URL", inst.URL)
-	cfg, err := config.LoadDefaultConfig(ctx(t))
+	// The SDK resolves credentials before it reads AWS_ENDPOINT_URL, so its
+	// web-identity provider would call the real STS: hand it an STS client
+	// aimed at podid. Role ARN and token file still come from the env.
+	stsAtPodid := sts.NewFromConfig(aws.Config{Region: region, BaseEndpoint: aws.String(inst.URL), RetryMaxAttempts: 1})
+	cfg, err := config.LoadDefaultConfig(ctx(t), config.WithWebIdentityRoleCredentialOptions(func(o *stscreds.WebIdentityRoleOptions) {
+		o.Client = stsAtPodid
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +193,7 @@ func TestWebIdentityRoundTripGoSDK(t *testing.T) {
 func TestWebIdentityTrustRejectsOtherServiceAccount(t *testing.T) {
 	inst, is, roleARN := setupIRSA(t)
 	_, sc := adminClients(inst)
-	out, err := sc.AssumeRoleWithWebIdentity(ctx(t), &sts.AssumeRoleWithWebIdentityInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("x"),
+	out, err := sc.AssumeRoleWithWebIdentity(ctx(t), &sts.AssumeRoleWithWebIdentityInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("xx"),
 		WebIdentityToken: aws.String(is.token(t, "system:serviceaccount:default:app", []string{"sts.amazonaws.com"}))})
 	if err != nil {
 		t.Fatalf("right service account: %v", err)
@@ -190,7 +201,7 @@ func TestWebIdentityTrustRejectsOtherServiceAccount(t *testing.T) {
 	if aws.ToString(out.SubjectFromWebIdentityToken) != "system:serviceaccount:default:app" || aws.ToString(out.Audience) != "sts.amazonaws.com" || !strings.Contains(aws.ToString(out.Provider), "oidc-provider/") {
 		t.Errorf("response fields: sub=%q aud=%q provider=%q", aws.ToString(out.SubjectFromWebIdentityToken), aws.ToString(out.Audience), aws.ToString(out.Provider))
 	}
-	_, err = sc.AssumeRoleWithWebIdentity(ctx(t), &sts.AssumeRoleWithWebIdentityInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("x"),
+	_, err = sc.AssumeRoleWithWebIdentity(ctx(t), &sts.AssumeRoleWithWebIdentityInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("xx"),
 		WebIdentityToken: aws.String(is.token(t, "system:serviceaccount:default:other", []string{"sts.amazonaws.com"}))})
 	if apiCode(err) != "AccessDenied" {
 		t.Errorf("other service account: err = %v, want AccessDenied", err)
@@ -210,7 +221,7 @@ func TestWebIdentityRoundTripBotocore(t *testing.T) {
 	}
 	cmd := exec.Command("python3", "-c", "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])")
 	cmd.Env = append(cleanEnv(), "AWS_ROLE_ARN="+roleARN, "AWS_WEB_IDENTITY_TOKEN_FILE="+tokenFile, "AWS_ROLE_SESSION_NAME=boto-session",
-		"AWS_ENDPOINT_URL="+inst.URL, "AWS_REGION="+region)
+		"AWS_ENDPOINT_URL="+inst.URL, "AWS_REGION="+region, "AWS_DEFAULT_REGION="+region)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("boto3: %v\n%s", err, out)
