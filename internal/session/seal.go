@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -103,10 +104,13 @@ func (s *Sealer) Seal(sess *Session) (string, error) {
 // Open verifies and decodes a token. It returns ErrExpired (with the
 // session) when the token is authentic but expired at now.
 func (s *Sealer) Open(token string, now time.Time) (*Session, error) {
-	if len(token) < len(tokenPrefix) || token[:len(tokenPrefix)] != tokenPrefix {
+	// Decoders skip \r and \n, so a token with them would open too.
+	if len(token) < len(tokenPrefix) || token[:len(tokenPrefix)] != tokenPrefix || strings.ContainsAny(token, "\r\n") {
 		return nil, ErrInvalidToken
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(token[len(tokenPrefix):])
+	// Strict: otherwise the unused low bits of the last character are
+	// ignored and one token has several spellings that all open.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token[len(tokenPrefix):])
 	if err != nil || len(raw) < 2 {
 		return nil, ErrInvalidToken
 	}
