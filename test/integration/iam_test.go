@@ -119,7 +119,10 @@ func TestIAMRoleLifecycle(t *testing.T) {
 	_, err = ic.GetRole(c, &iam.GetRoleInput{RoleName: aws.String("app")})
 	wantCode(t, "GetRole after delete", err, "NoSuchEntity")
 	for name, call := range map[string]func() error{
-		"DeleteRole": func() error { _, err := ic.DeleteRole(c, &iam.DeleteRoleInput{RoleName: aws.String("app")}); return err },
+		"DeleteRole": func() error {
+			_, err := ic.DeleteRole(c, &iam.DeleteRoleInput{RoleName: aws.String("app")})
+			return err
+		},
 		"UpdateRole": func() error {
 			_, err := ic.UpdateRole(c, &iam.UpdateRoleInput{RoleName: aws.String("app"), Description: aws.String("x")})
 			return err
@@ -128,7 +131,10 @@ func TestIAMRoleLifecycle(t *testing.T) {
 			_, err := ic.TagRole(c, &iam.TagRoleInput{RoleName: aws.String("app"), Tags: []iamtypes.Tag{{Key: aws.String("k"), Value: aws.String("v")}}})
 			return err
 		},
-		"ListRoleTags": func() error { _, err := ic.ListRoleTags(c, &iam.ListRoleTagsInput{RoleName: aws.String("app")}); return err },
+		"ListRoleTags": func() error {
+			_, err := ic.ListRoleTags(c, &iam.ListRoleTagsInput{RoleName: aws.String("app")})
+			return err
+		},
 	} {
 		wantCode(t, name+" on a deleted role", call(), "NoSuchEntity")
 	}
