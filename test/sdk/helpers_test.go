@@ -179,6 +179,13 @@ func (f *fakeEKSAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.fail("UnknownOperationException", "no such operation", http.StatusNotFound, w)
 		return
 	}
+	// Read the body first: only then does net/http notice a client that
+	// hangs up (and cancel r.Context) while the handler stalls.
+	var in struct {
+		Token string `json:"token"`
+	}
+	decodeErr := json.NewDecoder(r.Body).Decode(&in)
+	_, _ = io.Copy(io.Discard, r.Body)
 	switch f.mode.Load().(string) {
 	case "500":
 		f.fail("InternalServerException", "injected failure", 500, w)
@@ -200,15 +207,12 @@ func (f *fakeEKSAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.fail("AccessDeniedException", "agent not authenticated", 400, w)
 		return
 	}
-	if parts[1] != cluster {
-		f.fail("ResourceNotFoundException", "No cluster found for name: "+parts[1], 404, w)
+	if decodeErr != nil || in.Token == "" {
+		f.fail("InvalidParameterException", "token is required", 400, w)
 		return
 	}
-	var in struct {
-		Token string `json:"token"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.Token == "" {
-		f.fail("InvalidParameterException", "token is required", 400, w)
+	if parts[1] != cluster {
+		f.fail("ResourceNotFoundException", "No cluster found for name: "+parts[1], 404, w)
 		return
 	}
 	f.mu.Lock()
