@@ -343,10 +343,12 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 	return false
 }
 
-// isWindows reports whether the pod is pinned to Windows nodes, the only
-// signal available at admission (the node is not chosen yet).
+// isWindows reports whether the pod is meant for Windows nodes: its
+// spec.os or its node selector, the only signals at admission (the node is
+// not chosen yet).
 func isWindows(pod *corev1.Pod) bool {
-	return pod.Spec.NodeSelector["kubernetes.io/os"] == "windows" ||
+	return (pod.Spec.OS != nil && pod.Spec.OS.Name == corev1.Windows) ||
+		pod.Spec.NodeSelector["kubernetes.io/os"] == "windows" ||
 		pod.Spec.NodeSelector["beta.kubernetes.io/os"] == "windows"
 }
 
