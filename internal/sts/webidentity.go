@@ -71,6 +71,8 @@ func (s *Service) assumeRoleWithWebIdentity(ctx context.Context, form awsproto.F
 	keys := s.IssuerKeys(tok.Claims.Issuer)
 	switch err := tok.Verify(ctx, keys.Key, s.now(), webIdentitySkew); {
 	case err == nil:
+	case errors.Is(err, oidc.ErrExpired) && tok.Claims.Expiry.IsZero():
+		return nil, invalidIdentityToken("The web identity token has no expiration (exp) claim")
 	case errors.Is(err, oidc.ErrExpired):
 		return nil, awsproto.Errorf(http.StatusBadRequest, "ExpiredTokenException", "Token expired: current date/time %s must be before the expiration date/time %s",
 			s.now().UTC().Format(time.RFC3339), tok.Claims.Expiry.UTC().Format(time.RFC3339))

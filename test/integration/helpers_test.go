@@ -20,8 +20,11 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/podid/podid/internal/secretbox"
 	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/server/servertest"
+	"github.com/podid/podid/internal/session"
+	"github.com/podid/podid/internal/store"
 )
 
 const region = "us-east-1"
@@ -120,4 +123,53 @@ func signToken(t *testing.T, key any, kid string, alg jose.SignatureAlgorithm, i
 
 func withOIDCCA(file string) func(*server.Config) {
 	return func(c *server.Config) { c.OIDCCAFile = file }
+}
+
+// expiredSession mints credentials whose session token expired a minute
+// ago, sealed under the server's own current key. No API hands out an
+// expired token and waiting out the 15-minute minimum is too slow, so it
+// does what any replica does: reads the sealing keys from the store in the
+// data dir and opens them with the master key next to it.
+func expiredSession(t *testing.T, inst *servertest.Instance) (id, secret, token string) {
+	t.Helper()
+	master, err := secretbox.LoadOrCreateKey(filepath.Join(inst.DataDir, "master.key"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := secretbox.New(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(inst.DataDir, "podid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	stored, err := st.ListSealingKeys(ctx(t))
+	if err != nil || len(stored) == 0 {
+		t.Fatalf("sealing keys: %v (%d)", err, len(stored))
+	}
+	var keys []session.Key
+	for _, sk := range stored {
+		// The label the server binds sealing keys to (server.labelSealingKey).
+		k, err := box.Open(sk.Sealed, "podid/sealing-key/"+sk.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, session.Key{ID: sk.ID, Secret: k})
+	}
+	sealer, err := session.NewSealer(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := &session.Session{
+		AccessKeyID: session.NewAccessKeyID("ASIA"), SecretAccessKey: session.NewSecretAccessKey(),
+		Account: inst.Account(), PrincipalARN: "arn:aws:iam::" + inst.Account() + ":root",
+		Expiration: time.Now().Add(-time.Minute).Truncate(time.Second),
+	}
+	token, err = sealer.Seal(sess)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sess.AccessKeyID, sess.SecretAccessKey, token
 }
