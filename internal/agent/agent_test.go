@@ -49,9 +49,8 @@ func newClock() *clock {
 	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	return c
 }
-func (c *clock) Now() time.Time             { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Advance(d time.Duration)    { c.ns.Add(int64(d)) }
-func (c *clock) in(d time.Duration) float64 { return float64(c.Now().Add(d).Unix()) }
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func respFor(c *clock, id string, life time.Duration) *eksauth.Response {
 	var r eksauth.Response

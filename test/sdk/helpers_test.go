@@ -61,6 +61,7 @@ func podToken(n int) string {
 // roleSession is a real role session from a real podid server: what the
 // fake EKS Auth hands out, so that GetCallerIdentity really verifies it.
 type roleSession struct {
+	Inst      *servertest.Instance
 	ServerURL string
 	RoleARN   string
 	Creds     aws.Credentials
@@ -90,6 +91,7 @@ func startPodid(t testing.TB) *roleSession {
 	}
 	c := out.Credentials
 	return &roleSession{
+		Inst:      inst,
 		ServerURL: inst.URL,
 		RoleARN:   aws.ToString(role.Role.Arn),
 		Creds: aws.Credentials{AccessKeyID: aws.ToString(c.AccessKeyId), SecretAccessKey: aws.ToString(c.SecretAccessKey),
@@ -236,6 +238,17 @@ func (f *fakeEKSAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// newUpstream is the agent's EKS Auth client, authenticated with an agent
+// token file (mode 2).
+func newUpstream(t testing.TB, url string) *eksauth.Client {
+	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "agent-token")
+	if err := os.WriteFile(tokenFile, []byte(agentToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &eksauth.Client{Endpoint: url, Auth: &eksauth.BearerTokenFile{Path: tokenFile}, HTTPClient: &http.Client{}}
+}
+
 // runningAgent is an in-process agent on a loopback port.
 type runningAgent struct {
 	*agent.Agent
@@ -247,13 +260,7 @@ type runningAgent struct {
 
 func startAgent(t testing.TB, upstreamURL string, mutate ...func(*agent.Config)) *runningAgent {
 	t.Helper()
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "agent-token")
-	if err := os.WriteFile(tokenFile, []byte(agentToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	client := &eksauth.Client{Endpoint: upstreamURL, Auth: &eksauth.BearerTokenFile{Path: tokenFile}, HTTPClient: &http.Client{}}
-	cfg := agent.Config{Cluster: cluster, Upstream: client, Logger: logger(t)}
+	cfg := agent.Config{Cluster: cluster, Upstream: newUpstream(t, upstreamURL), Logger: logger(t)}
 	for _, m := range mutate {
 		m(&cfg)
 	}
@@ -379,11 +386,61 @@ func boto(t testing.TB, env []string, callSTS bool, netns string) identity {
 	return runJSON(t, exec.Command(args[0], args[1:]...), env)
 }
 
+// tmpDir holds what the tests build once (the gosdk binary).
+var tmpDir string
+
+func TestMain(m *testing.M) {
+	var err error
+	if tmpDir, err = os.MkdirTemp("", "podid-sdk-test-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(tmpDir)
+	os.Exit(code)
+}
+
+var (
+	buildMu  sync.Mutex
+	binaries = map[string]string{}
+)
+
+// build compiles a main package of this module once per test run.
+func build(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := binaries[pkg]; ok {
+		return bin
+	}
+	bin := filepath.Join(tmpDir, filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	binaries[pkg] = bin
+	return bin
+}
+
+// goSDKProcess runs test/sdk/gosdk (aws-sdk-go-v2's default chain) in a
+// subprocess, optionally inside a network namespace.
+func goSDKProcess(t testing.TB, env []string, callSTS bool, netns string) identity {
+	t.Helper()
+	bin := build(t, "github.com/podid/podid/test/sdk/gosdk")
+	args := []string{bin}
+	if callSTS {
+		args = append(args, "sts")
+	}
+	if netns != "" {
+		args = append([]string{"ip", "netns", "exec", netns}, args...)
+	}
+	return runJSON(t, exec.Command(args[0], args[1:]...), env)
+}
+
 var npmOnce sync.Once
 
 // jsSDK runs the AWS SDK for JavaScript v3 (default Node.js chain) in a node
 // subprocess. It installs test/sdk/js/node_modules with npm if missing.
-func jsSDK(t testing.TB, env []string) identity {
+func jsSDK(t testing.TB, env []string, netns string) identity {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed; the JavaScript SDK test needs Node.js ≥ 18 and npm")
@@ -400,7 +457,11 @@ func jsSDK(t testing.TB, env []string) identity {
 			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
 		}
 	})
-	cmd := exec.Command("node", "get-caller-identity.mjs")
+	args := []string{"node", "get-caller-identity.mjs"}
+	if netns != "" {
+		args = append([]string{"ip", "netns", "exec", netns}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
 	return runJSON(t, cmd, env)
 }

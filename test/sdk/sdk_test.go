@@ -31,7 +31,8 @@ func TestSDKsThroughAgent(t *testing.T) {
 	}
 	t.Run("aws-sdk-go-v2", func(t *testing.T) { check("go", goSDK(t, env, true)) })
 	t.Run("botocore", func(t *testing.T) { check("boto3", boto(t, env, true, "")) })
-	t.Run("javascript-v3", func(t *testing.T) { check("js", jsSDK(t, env)) })
+	t.Run("javascript-v3", func(t *testing.T) { check("js", jsSDK(t, env, "")) })
+	t.Run("aws-sdk-go-v2-process", func(t *testing.T) { check("go process", goSDKProcess(t, env, true, "")) })
 
 	if n := up.calls.Load(); n != 1 {
 		t.Errorf("EKS Auth calls: %d, want 1 (one per token per node)", n)
