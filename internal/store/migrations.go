@@ -24,18 +24,7 @@ type migration struct {
 	stmts   []string
 }
 
-// dialect holds what differs between the SQL backends for migrations.
-type dialect struct {
-	bytes string             // column type for []byte
-	bind  func(n int) string // placeholder for the n-th (1-based) argument
-}
-
-var sqliteDialect = dialect{
-	bytes: "BLOB",
-	bind:  func(int) string { return "?" },
-}
-
-func (m migration) sql(d dialect) []string {
+func (m migration) sql(d *dialect) []string {
 	out := make([]string, len(m.stmts))
 	for i, s := range m.stmts {
 		out[i] = strings.ReplaceAll(s, "{{bytes}}", d.bytes)
@@ -155,10 +144,17 @@ var migrations = []migration{
 	},
 }
 
-// migrate brings the schema up to the last step. It is safe against another
-// process migrating the same database: the version check runs inside the
-// step's write transaction, so a step applied meanwhile is skipped.
-func migrate(ctx context.Context, db *sql.DB, d dialect, beginWrite func(context.Context) (*sql.Tx, error)) error {
+// execer runs a statement outside a transaction (*sql.DB, *sql.Conn).
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// migrate brings the schema up to the last step. On SQLite it is safe
+// against another process migrating the same database: the version check
+// runs inside the step's write transaction (BEGIN IMMEDIATE), so a step
+// applied meanwhile is skipped. PostgreSQL runs it under an advisory lock
+// (see OpenPostgres), since there concurrent DDL would fail rather than wait.
+func migrate(ctx context.Context, db execer, d *dialect, beginWrite func(context.Context) (*sql.Tx, error)) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
 		applied_at BIGINT NOT NULL
@@ -173,7 +169,7 @@ func migrate(ctx context.Context, db *sql.DB, d dialect, beginWrite func(context
 	return nil
 }
 
-func applyMigration(ctx context.Context, m migration, d dialect, beginWrite func(context.Context) (*sql.Tx, error)) error {
+func applyMigration(ctx context.Context, m migration, d *dialect, beginWrite func(context.Context) (*sql.Tx, error)) error {
 	tx, err := beginWrite(ctx)
 	if err != nil {
 		return err

@@ -1,19 +1,24 @@
 package store
 
 import (
-	"errors"
+	"context"
 	"strings"
 )
 
 // Open opens the store named by dsn:
 //
 //	sqlite:PATH, file:PATH or PATH   the embedded SQLite database at PATH
-//	postgres://… or postgresql://…   PostgreSQL (not built yet)
+//	postgres://… or postgresql://…   PostgreSQL, shared by several replicas
 func Open(dsn string) (Store, error) {
+	return OpenContext(context.Background(), dsn)
+}
+
+// OpenContext is Open with a context for connecting to and migrating a
+// PostgreSQL database.
+func OpenContext(ctx context.Context, dsn string) (Store, error) {
 	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		// The PostgreSQL backend plugs in here.
-		return nil, errors.New("store: postgres store not built yet")
+	case IsPostgresDSN(dsn):
+		return openPostgresStore(ctx, dsn)
 	case strings.HasPrefix(dsn, "sqlite:"):
 		return openSQLiteStore(strings.TrimPrefix(dsn, "sqlite:"))
 	case strings.HasPrefix(dsn, "file:"):
@@ -22,9 +27,23 @@ func Open(dsn string) (Store, error) {
 	return openSQLiteStore(dsn)
 }
 
-// openSQLiteStore keeps a nil *SQLite from becoming a non-nil Store.
+// IsPostgresDSN reports whether dsn names a PostgreSQL store.
+func IsPostgresDSN(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// openSQLiteStore and openPostgresStore keep a nil pointer from becoming a
+// non-nil Store.
 func openSQLiteStore(path string) (Store, error) {
 	s, err := OpenSQLite(path)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func openPostgresStore(ctx context.Context, dsn string) (Store, error) {
+	s, err := OpenPostgres(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}

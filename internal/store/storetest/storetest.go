@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeleteRole", testDeleteRole},
 		{"ListRoles", testListRoles},
 		{"ListRolesDefaultPage", testListRolesDefaultPage},
+		{"ListOrderIsBytewise", testListOrderIsBytewise},
 		{"InvalidMarker", testInvalidMarker},
 		{"RolePolicies", testRolePolicies},
 		{"ManagedPolicies", testManagedPolicies},
@@ -510,6 +511,47 @@ func testListRolesDefaultPage(t *testing.T, open func(t *testing.T) store.Store)
 	must(t, err)
 	if len(roles) != 1 || roles[0].Name != "r100" || next != "" {
 		t.Fatalf("second page = %v, marker %q; want [r100] and no marker", roleNames(roles), next)
+	}
+}
+
+// testListOrderIsBytewise checks that listings sort by bytes, as AWS does,
+// whatever collation the database would use by default (PostgreSQL
+// databases are often en_US, which puts "a" before "B" and ignores "_").
+func testListOrderIsBytewise(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	names := []string{"z", "B", "a", "_x", "Z1", "Ab", "a-b", "a_b"}
+	want := slices.Clone(names)
+	slices.Sort(want) // Go compares strings bytewise
+	for _, n := range names {
+		must(t, s.CreateRole(ctx(), newRole(n, "/")))
+		must(t, s.CreatePolicy(ctx(), newPolicy(n, "/")))
+		must(t, s.CreateCluster(ctx(), newCluster(n)))
+	}
+	roles, _ := collect(t, 3, func(p store.Page) ([]store.Role, string, error) {
+		return s.ListRoles(ctx(), store.RoleFilter{}, p)
+	})
+	if got := roleNames(roles); !slices.Equal(got, want) {
+		t.Errorf("ListRoles order = %v, want %v", got, want)
+	}
+	policies, _ := collect(t, 3, func(p store.Page) ([]store.ManagedPolicy, string, error) {
+		return s.ListPolicies(ctx(), store.PolicyFilter{}, p)
+	})
+	var got []string
+	for _, p := range policies {
+		got = append(got, p.Name)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ListPolicies order = %v, want %v", got, want)
+	}
+	clusters, _ := collect(t, 3, func(p store.Page) ([]store.Cluster, string, error) {
+		return s.ListClusters(ctx(), p)
+	})
+	got = nil
+	for _, c := range clusters {
+		got = append(got, c.Name)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ListClusters order = %v, want %v", got, want)
 	}
 }
 
