@@ -73,6 +73,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences ...string) 
 	if tok.Claims.Issuer != v.Issuer {
 		return nil, fmt.Errorf("%w: issuer %q", ErrIssuer, truncate(tok.Claims.Issuer))
 	}
+	if tok.Claims.Expiry.IsZero() {
+		// Projected tokens always expire; one that never does is not one.
+		return nil, fmt.Errorf("%w: no exp claim", ErrInvalid)
+	}
 	now := time.Now()
 	if v.Now != nil {
 		now = v.Now()
