@@ -171,7 +171,9 @@ func TestEKSAssociationLifecycle(t *testing.T) {
 func TestEKSAssociationIdempotency(t *testing.T) {
 	f := newEKSFixture(t)
 	token := func(tok, role string) func(*eks.CreatePodIdentityAssociationInput) {
-		return func(in *eks.CreatePodIdentityAssociationInput) { in.ClientRequestToken, in.RoleArn = aws.String(tok), aws.String(role) }
+		return func(in *eks.CreatePodIdentityAssociationInput) {
+			in.ClientRequestToken, in.RoleArn = aws.String(tok), aws.String(role)
+		}
 	}
 	first := f.create(t, "ns", "sa", token("tok-1", f.roleARN))
 	again := f.create(t, "ns", "sa", token("tok-1", f.roleARN))
