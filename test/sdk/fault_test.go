@@ -217,14 +217,16 @@ func grep(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-// countingUpstream records how many upstream calls the agent has in flight.
+// countingUpstream records how many calls the agent makes and how many upstream calls the agent has in flight.
 type countingUpstream struct {
 	next     agent.Upstream
+	calls    atomic.Int64
 	inflight atomic.Int64
 	max      atomic.Int64
 }
 
 func (c *countingUpstream) AssumeRoleForPodIdentity(ctx context.Context, cluster, token string) (*eksauth.Response, error) {
+	c.calls.Add(1)
 	n := c.inflight.Add(1)
 	defer c.inflight.Add(-1)
 	for m := c.max.Load(); n > m && !c.max.CompareAndSwap(m, n); m = c.max.Load() {

@@ -3,7 +3,12 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,13 +27,19 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/eks"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/podid/podid/internal/agent"
 	"github.com/podid/podid/internal/agent/eksauth"
+	podideks "github.com/podid/podid/internal/eks"
+	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/server/servertest"
 )
 
@@ -101,11 +112,129 @@ func startPodid(t testing.TB) *roleSession {
 	}
 }
 
+// podidCluster is a real podid server with a registered cluster (its
+// service-account signing key is the test's), a Pod Identity role and an
+// association for default/app: the real AssumeRoleForPodIdentity path.
+type podidCluster struct {
+	Inst    *servertest.Instance
+	RoleARN string
+	key     *rsa.PrivateKey
+}
+
+const (
+	issuerURL      = "https://oidc.c1.podid.test"
+	agentNamespace = "kube-system"
+	agentSA        = "podid-agent"
+)
+
+func startPodidCluster(t testing.TB) *podidCluster {
+	t.Helper()
+	inst := servertest.Start(t, func(c *server.Config) { c.AgentServiceAccounts = []string{agentNamespace + "/" + agentSA} })
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &podidCluster{Inst: inst, key: key}
+	admin := aws.Credentials{AccessKeyID: inst.AccessKeyID, SecretAccessKey: inst.SecretAccessKey}
+	jwks := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}}
+	body, _ := json.Marshal(podideks.RegisterClusterInput{Name: cluster, Issuer: issuerURL, JWKS: mustJSON(jwks)})
+	req, _ := http.NewRequestWithContext(ctx(t), http.MethodPost, inst.URL+"/podid/clusters", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	sum := sha256.Sum256(body)
+	if err := v4.NewSigner().SignHTTP(ctx(t), admin, req, hex.EncodeToString(sum[:]), "eks", region, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("register cluster: %d %s", resp.StatusCode, b)
+	}
+
+	cfg := aws.Config{Region: region, Credentials: credentials.StaticCredentialsProvider{Value: admin},
+		BaseEndpoint: aws.String(inst.URL), RetryMaxAttempts: 1}
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":["sts:AssumeRole","sts:TagSession"]}]}`
+	role, err := iam.NewFromConfig(cfg).CreateRole(ctx(t), &iam.CreateRoleInput{RoleName: aws.String(roleName), AssumeRolePolicyDocument: aws.String(trust)})
+	if err != nil {
+		t.Fatalf("CreateRole: %v", err)
+	}
+	c.RoleARN = aws.ToString(role.Role.Arn)
+	if _, err := eks.NewFromConfig(cfg).CreatePodIdentityAssociation(ctx(t), &eks.CreatePodIdentityAssociationInput{
+		ClusterName: aws.String(cluster), Namespace: aws.String("default"), ServiceAccount: aws.String("app"), RoleArn: role.Role.Arn,
+	}); err != nil {
+		t.Fatalf("CreatePodIdentityAssociation: %v", err)
+	}
+	return c
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// token mints a projected service-account token as a kube-apiserver would,
+// bound to a pod on node.
+func (c *podidCluster) token(t testing.TB, aud, namespace, sa, pod, node string) string {
+	t.Helper()
+	now := time.Now()
+	claims := map[string]any{
+		"iss": issuerURL, "sub": "system:serviceaccount:" + namespace + ":" + sa, "aud": []string{aud},
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(24 * time.Hour).Unix(),
+		"kubernetes.io": map[string]any{
+			"namespace":      namespace,
+			"serviceaccount": map[string]any{"name": sa, "uid": "5d0c2f4e-0000-4000-8000-000000000001"},
+			"pod":            map[string]any{"name": pod, "uid": "5d0c2f4e-0000-4000-8000-" + fmt.Sprintf("%012d", len(pod))},
+			"node":           map[string]any{"name": node, "uid": "5d0c2f4e-0000-4000-8000-0000000000ff"},
+		},
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: c.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// podToken is the pod's token (audience pods.eks.amazonaws.com) for
+// default/app on node.
+func (c *podidCluster) podToken(t testing.TB, pod, node string) string {
+	return c.token(t, "pods.eks.amazonaws.com", "default", "app", pod, node)
+}
+
+// agentUpstream is an EKS Auth client for the real server authenticated
+// with the agent's own token (mode 2), bound to node.
+func (c *podidCluster) agentUpstream(t testing.TB, node string) *eksauth.Client {
+	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "agent-token")
+	tok := c.token(t, "podid", agentNamespace, agentSA, "podid-agent-"+node, node)
+	if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &eksauth.Client{Endpoint: c.Inst.URL, Auth: &eksauth.BearerTokenFile{Path: tokenFile}, HTTPClient: &http.Client{}}
+}
+
+// sigv4Upstream is an EKS Auth client for the real server signed with the
+// administrator's keys (mode 1).
+func (c *podidCluster) sigv4Upstream() *eksauth.Client {
+	return &eksauth.Client{Endpoint: c.Inst.URL, HTTPClient: &http.Client{}, Auth: &eksauth.SigV4{
+		Credentials: credentials.NewStaticCredentialsProvider(c.Inst.AccessKeyID, c.Inst.SecretAccessKey, ""), Region: region}}
+}
+
 // fakeEKSAuth is the server side of AssumeRoleForPodIdentity as documented
-// (restJson1 shapes, error codes and statuses), serving one role session
-// for the pod tokens it knows. It stands in until the real server's EKS
-// Auth is wired; it can be stopped, restarted on the same address, made to
-// fail or to stall.
+// (restJson1 shapes, error codes and statuses), handing out a real role
+// session of a real podid server for the pod tokens it knows. The fault
+// tests use it because it can be stopped and restarted on the same address,
+// made to fail or to stall, while the real server keeps verifying the
+// credentials; everything else runs against the real server's EKS Auth.
 type fakeEKSAuth struct {
 	t       testing.TB
 	session *roleSession
@@ -260,7 +389,12 @@ type runningAgent struct {
 
 func startAgent(t testing.TB, upstreamURL string, mutate ...func(*agent.Config)) *runningAgent {
 	t.Helper()
-	cfg := agent.Config{Cluster: cluster, Upstream: newUpstream(t, upstreamURL), Logger: logger(t)}
+	return startAgentWith(t, newUpstream(t, upstreamURL), mutate...)
+}
+
+func startAgentWith(t testing.TB, up agent.Upstream, mutate ...func(*agent.Config)) *runningAgent {
+	t.Helper()
+	cfg := agent.Config{Cluster: cluster, Upstream: up, Logger: logger(t)}
 	for _, m := range mutate {
 		m(&cfg)
 	}

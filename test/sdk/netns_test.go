@@ -193,8 +193,9 @@ func TestSetupNetworkNeedsNetAdmin(t *testing.T) {
 // TestLinkLocalEndToEnd: in a namespace the test creates, setup-network
 // assigns 169.254.170.23 and fd00:ec2::23, the agent binds its default
 // addresses there, and SDKs run inside the namespace with the default URI,
-// unchanged, then call GetCallerIdentity on the podid server (which also
-// listens inside the namespace).
+// unchanged; the agent gets the credentials from the real server's
+// AssumeRoleForPodIdentity and the SDKs call GetCallerIdentity on the podid
+// server (which also listens inside the namespace).
 func TestLinkLocalEndToEnd(t *testing.T) {
 	name, ns := newNetns(t)
 	h, err := netlink.NewHandleAt(ns)
@@ -208,8 +209,8 @@ func TestLinkLocalEndToEnd(t *testing.T) {
 	}
 	t.Logf("setup-network: %s link %s (%s)", res.Kind, res.Link, strings.Join(res.Notes, "; "))
 
-	s := startPodid(t)
-	up := newFakeEKSAuth(t, s, podToken(1))
+	pc := startPodidCluster(t)
+	up := &countingUpstream{next: pc.agentUpstream(t, "node-1")}
 
 	// The agent: default binds and default health/metrics addresses, all
 	// inside the namespace; it reaches EKS Auth from the host namespace.
@@ -225,7 +226,7 @@ func TestLinkLocalEndToEnd(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("listen in the namespace: %v", err)
 	}
-	a, err := agent.New(agent.Config{Cluster: cluster, Upstream: newUpstream(t, up.URL()), Logger: logger(t)})
+	a, err := agent.New(agent.Config{Cluster: cluster, Upstream: up, Logger: logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +234,7 @@ func TestLinkLocalEndToEnd(t *testing.T) {
 	done := make(chan error, 2)
 	go func() { done <- a.Serve(c, lns, nil) }()
 	// The podid server also answers inside the namespace, for STS.
-	go func() { done <- s.Inst.Serve(c, stsLn) }()
+	go func() { done <- pc.Inst.Serve(c, stsLn) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -241,13 +242,11 @@ func TestLinkLocalEndToEnd(t *testing.T) {
 		lns.Close()
 	})
 	stsURL := "http://" + stsLn.Addr().String()
-	tokenFile := writeToken(t, podToken(1))
+	tokenFile := writeToken(t, pc.podToken(t, "pod-ns", "node-1"))
 
 	check := func(sdk string, id identity) {
 		t.Helper()
-		if id.Error != "" || id.Arn != s.Arn || id.AccessKeyId != s.Creds.AccessKeyID {
-			t.Errorf("%s: %+v, want %s", sdk, id, s.Arn)
-		}
+		checkIdentity(t, sdk, id, "pod-ns")
 	}
 	for _, uri := range []string{"http://169.254.170.23/v1/credentials", "http://[fd00:ec2::23]/v1/credentials"} {
 		env := sdkEnv(uri, tokenFile, stsURL)
