@@ -44,6 +44,7 @@ var (
 	mu       sync.Mutex
 	srv      *server // the private server, nil when stopped
 	users    int     // tests holding srv
+	held     bool    // Main is running: keep srv until it returns
 	dbSeq    int
 	external *admin // the server named by PODID_TEST_POSTGRES
 )
@@ -142,7 +143,7 @@ func acquire(t testing.TB) (*admin, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		users--
-		if users == 0 && srv == s {
+		if users == 0 && !held && srv == s {
 			srv = nil
 			if err := s.stop(); err != nil {
 				t.Errorf("pgtest: %v", err)
@@ -150,6 +151,29 @@ func acquire(t testing.TB) (*admin, error) {
 		}
 	})
 	return s.admin, nil
+}
+
+// Main runs a package's tests (call it from TestMain) with the private
+// server, once started, kept until the last test has run and then stopped,
+// rather than started and stopped again by each top-level test.
+func Main(m *testing.M) int {
+	mu.Lock()
+	held = true
+	mu.Unlock()
+	code := m.Run()
+	mu.Lock()
+	held = false
+	s := srv
+	if users == 0 {
+		srv = nil
+	}
+	mu.Unlock()
+	if s != nil && users == 0 {
+		if err := s.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest:", err)
+		}
+	}
+	return code
 }
 
 func missing(t testing.TB, err error) {
