@@ -36,10 +36,11 @@ func stmt(effect string, action, resource any) map[string]any {
 }
 
 // decoded undoes IAM's URL-encoding of returned policy documents: the Go
-// SDK hands them over as sent on the wire (the CLI decodes them).
+// SDK hands them over as sent on the wire (the CLI decodes them). Like
+// botocore's unquote, it leaves "+" alone: a space must come as %20.
 func decoded(t *testing.T, doc *string) string {
 	t.Helper()
-	s, err := url.QueryUnescape(aws.ToString(doc))
+	s, err := url.PathUnescape(aws.ToString(doc))
 	if err != nil {
 		t.Fatalf("policy document %q is not URL-encoded: %v", aws.ToString(doc), err)
 	}
