@@ -1,0 +1,103 @@
+package integration
+
+import (
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eks"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	jose "github.com/go-jose/go-jose/v4"
+
+	podideks "github.com/podid/podid/internal/eks"
+	"github.com/podid/podid/internal/server/servertest"
+)
+
+// The six session tags proven by behaviour: a target role whose trust
+// policy wants aws:PrincipalTag/kubernetes-namespace = team-a (and one of
+// the associations' external IDs) is reached from team-a only, and not at
+// all once the association disables session tags.
+func TestPodIdentitySessionTagsGateTargetRole(t *testing.T) {
+	requireBoto3(t)
+	inst, key, issuer := servertest.Start(t), rsaKey(t), "https://tags.issuer.test"
+	registerCluster(t, inst, podideks.RegisterClusterInput{Name: "tags", Issuer: issuer,
+		JWKS: jwksOf(jose.JSONWebKey{Key: &key.PublicKey, KeyID: "k", Algorithm: "RS256", Use: "sig"})})
+	ic, _ := adminClients(inst)
+	ec := eksClient(inst)
+	firstARN := createRole(t, ic, "first", podIdentityTrust())
+	if _, err := ic.PutRolePolicy(ctx(t), &iam.PutRolePolicyInput{RoleName: aws.String("first"), PolicyName: aws.String("chain"),
+		PolicyDocument: aws.String(policyDoc(stmt("Allow", []string{"sts:AssumeRole", "sts:TagSession"}, "*")))}); err != nil {
+		t.Fatal(err)
+	}
+	targetARN := createRole(t, ic, "target", trustAccount())
+
+	assoc := map[string]*eks.CreatePodIdentityAssociationOutput{}
+	for _, nsSA := range [][2]string{{"team-a", "app"}, {"team-b", "app"}, {"team-a", "other"}} {
+		out, err := ec.CreatePodIdentityAssociation(ctx(t), &eks.CreatePodIdentityAssociationInput{ClusterName: aws.String("tags"),
+			Namespace: aws.String(nsSA[0]), ServiceAccount: aws.String(nsSA[1]), RoleArn: &firstARN, TargetRoleArn: &targetARN})
+		if err != nil {
+			t.Fatal(err)
+		}
+		assoc[nsSA[0]+"/"+nsSA[1]] = out
+	}
+	externalID := func(k string) string { return aws.ToString(assoc[k].Association.ExternalId) }
+	trust := map[string]any{"Version": "2012-10-17", "Statement": []any{map[string]any{
+		"Effect": "Allow", "Principal": map[string]any{"AWS": firstARN}, "Action": []string{"sts:AssumeRole", "sts:TagSession"},
+		"Condition": map[string]any{"StringEquals": map[string]any{
+			"aws:PrincipalTag/kubernetes-namespace": "team-a",
+			// team-b's external ID is allowed too: only its namespace tag keeps it out.
+			"sts:ExternalId": []string{externalID("team-a/app"), externalID("team-b/app")},
+		}},
+	}}}
+	if _, err := ic.UpdateAssumeRolePolicy(ctx(t), &iam.UpdateAssumeRolePolicyInput{RoleName: aws.String("target"), PolicyDocument: aws.String(mustJSON(trust))}); err != nil {
+		t.Fatal(err)
+	}
+	token := func(ns, sa string) string {
+		return signJWT(t, key, "k", jose.RS256, podClaims(issuer, ns, sa, "pod-"+ns))
+	}
+	setTags := func(disable bool) {
+		t.Helper()
+		if _, err := ec.UpdatePodIdentityAssociation(ctx(t), &eks.UpdatePodIdentityAssociationInput{ClusterName: aws.String("tags"),
+			AssociationId: assoc["team-a/app"].Association.AssociationId, DisableSessionTags: aws.Bool(disable)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	res := botoAssume(t, inst,
+		podCall{Cluster: "tags", Token: token("team-a", "app")},
+		podCall{Cluster: "tags", Token: token("team-b", "app")},
+		podCall{Cluster: "tags", Token: token("team-a", "other")})
+	if res[0].Code != "" {
+		t.Fatalf("team-a: %s: %s", res[0].Code, res[0].Message)
+	}
+	for i, what := range []string{"team-b (namespace tag)", "team-a/other (external ID)"} {
+		if r := res[i+1]; r.Code != "AccessDeniedException" || r.Status != 400 || r.Response != nil {
+			t.Errorf("%s: %s (HTTP %d) %v, want AccessDeniedException", what, r.Code, r.Status, r.Response)
+		}
+	}
+	c := res[0].credsOf(t)
+	who, err := sts.NewFromConfig(awsConfig(inst, c.AccessKeyID, c.SecretAccessKey, c.SessionToken)).GetCallerIdentity(ctx(t), &sts.GetCallerIdentityInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessionRE := regexp.MustCompile(`^arn:aws:sts::111122223333:assumed-role/target/eks-tags-pod-team-a-[0-9a-f-]{36}$`)
+	if !sessionRE.MatchString(aws.ToString(who.Arn)) {
+		t.Errorf("caller = %s, want the target role's session %s", aws.ToString(who.Arn), sessionRE)
+	}
+	if exp, err := time.Parse(time.RFC3339, res[0].Response["credentials"].(map[string]any)["expiration"].(string)); err != nil || exp.Sub(time.Now()) > time.Hour+time.Minute {
+		t.Errorf("chained credentials expire at %v (%v), want within 1 h", exp, err)
+	}
+
+	setTags(true)
+	res = botoAssume(t, inst, podCall{Cluster: "tags", Token: token("team-a", "app")})
+	if r := res[0]; r.Code != "AccessDeniedException" || r.Response != nil {
+		t.Errorf("team-a with session tags disabled: %s %v, want AccessDeniedException", r.Code, r.Response)
+	}
+	setTags(false)
+	res = botoAssume(t, inst, podCall{Cluster: "tags", Token: token("team-a", "app")})
+	if r := res[0]; r.Code != "" {
+		t.Errorf("team-a with session tags back on: %s: %s", r.Code, r.Message)
+	}
+}
