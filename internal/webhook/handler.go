@@ -90,7 +90,7 @@ func (h *Handler) admit(ctx context.Context, rev *Review) (patch []byte, outcome
 		return nil, outcomeSkipped, ModeNone, ""
 	}
 	q := rev.Request
-	pod, err := rev.decodePod()
+	pod, err := rev.decodedPod()
 	if err != nil {
 		h.Log.Warn("pod not mutated: undecodable object", "uid", q.UID, "namespace", q.Namespace, "err", err)
 		return nil, outcomeError, ModeNone, "podid webhook: pod not mutated: " + err.Error()
@@ -102,14 +102,13 @@ func (h *Handler) admit(ctx context.Context, rev *Review) (patch []byte, outcome
 	if saName == "" {
 		saName = "default"
 	}
-	log := h.Log.With("namespace", ns, "pod", podName(pod), "serviceAccount", saName)
 
 	associated := h.Associations != nil && h.Associations.Associated(ns, saName)
 	var sa *corev1.ServiceAccount
 	if !associated && h.ServiceAccounts != nil {
 		sa, err = h.ServiceAccounts.ServiceAccount(ctx, ns, saName)
 		if err != nil {
-			log.Error("pod not mutated: service account lookup failed", "err", err)
+			h.Log.Error("pod not mutated: service account lookup failed", "namespace", ns, "pod", podName(pod), "serviceAccount", saName, "err", err)
 			return nil, outcomeError, ModeNone, fmt.Sprintf("podid webhook: pod created without AWS credentials: service account %s/%s: %v", ns, saName, err)
 		}
 	}
@@ -123,16 +122,19 @@ func (h *Handler) admit(ctx context.Context, rev *Review) (patch []byte, outcome
 	}
 	patch, err = json.Marshal(ops)
 	if err != nil {
-		log.Error("pod not mutated: encode patch", "err", err)
+		h.Log.Error("pod not mutated: encode patch", "namespace", ns, "pod", podName(pod), "err", err)
 		return nil, outcomeError, id.Mode, "podid webhook: pod not mutated: " + err.Error()
 	}
-	log.Debug("pod mutated", "mode", id.Mode, "ops", len(ops))
+	if h.Log.Enabled(ctx, slog.LevelDebug) {
+		h.Log.Debug("pod mutated", "namespace", ns, "pod", podName(pod), "serviceAccount", saName, "mode", id.Mode, "ops", len(ops))
+	}
 	return patch, outcomeMutated, id.Mode, ""
 }
 
-func podName(p *corev1.Pod) string {
-	if p.Name != "" {
-		return p.Name
+func podName(p *podView) string {
+	m := p.meta()
+	if m.Name != "" {
+		return m.Name
 	}
-	return p.GenerateName + "*"
+	return m.GenerateName + "*"
 }

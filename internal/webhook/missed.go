@@ -149,7 +149,8 @@ func (d *missedPods) missing(p *corev1.Pod) bool {
 	if !associated {
 		obj = d.sas.Cached(p.Namespace, sa)
 	}
-	id := d.mutator.Decide(p, obj, associated)
+	v := podViewOf(p)
+	id := d.mutator.Decide(v, obj, associated)
 	vol := irsaVolume
 	switch id.Mode {
 	case ModeNone:
@@ -157,8 +158,8 @@ func (d *missedPods) missing(p *corev1.Pod) bool {
 	case ModePodIdentity:
 		vol = podIDVolume
 	}
-	if hasVolume(p, vol) {
+	if hasVolume(v, vol) {
 		return false
 	}
-	return len(d.mutator.Patch(p, id)) > 0
+	return len(d.mutator.Patch(v, id)) > 0
 }

@@ -115,7 +115,7 @@ type Identity struct {
 // Pod Identity association on this cluster. Pod Identity wins over IRSA:
 // all three SDKs prefer web identity when both are configured, so injecting
 // both would silently make the association useless.
-func (m *Mutator) Decide(pod *corev1.Pod, sa *corev1.ServiceAccount, associated bool) Identity {
+func (m *Mutator) Decide(pod *podView, sa *corev1.ServiceAccount, associated bool) Identity {
 	if associated {
 		return Identity{Mode: ModePodIdentity, Expiration: maxExpiration - clamp(m.jitter(), 0, podIDMaxJitter)}
 	}
@@ -135,7 +135,7 @@ func (m *Mutator) Decide(pod *corev1.Pod, sa *corev1.ServiceAccount, associated 
 	}
 	// The pod's annotation overrides the service account's; an unparsable
 	// value is ignored rather than failing the pod.
-	for _, ann := range []map[string]string{sa.Annotations, pod.Annotations} {
+	for _, ann := range []map[string]string{sa.Annotations, pod.meta().Annotations} {
 		if v, err := strconv.ParseInt(strings.TrimSpace(ann[m.prefix+"/"+annExpiration]), 10, 64); err == nil {
 			id.Expiration = clamp(v, minExpiration, maxExpiration)
 		}
@@ -197,7 +197,7 @@ func newTokenVolume(name string, p tokenProjection) volume {
 // Patch returns the operations that give pod the identity id, or none when
 // there is nothing to do (ModeNone, every container skipped, or everything
 // already present, as on a reinvocation).
-func (m *Mutator) Patch(pod *corev1.Pod, id Identity) []PatchOp {
+func (m *Mutator) Patch(pod *podView, id Identity) []PatchOp {
 	if id.Mode == ModeNone {
 		return nil
 	}
@@ -258,8 +258,8 @@ func (m *Mutator) Patch(pod *corev1.Pod, id Identity) []PatchOp {
 			ops = append(ops, PatchOp{"add", "/spec/volumes/-", v})
 		}
 	}
-	if id.Mode == ModePodIdentity && pod.Labels[PodIdentityLabel] != "enabled" {
-		if pod.Labels == nil {
+	if labels := pod.meta().Labels; id.Mode == ModePodIdentity && labels[PodIdentityLabel] != "enabled" {
+		if labels == nil {
 			ops = append(ops, PatchOp{"add", "/metadata/labels", map[string]string{PodIdentityLabel: "enabled"}})
 		} else {
 			ops = append(ops, PatchOp{"add", "/metadata/labels/" + escapePointer(PodIdentityLabel), "enabled"})
@@ -271,7 +271,7 @@ func (m *Mutator) Patch(pod *corev1.Pod, id Identity) []PatchOp {
 // patchContainer appends the operations for one container. mounted reports
 // whether some container mounts (or already mounted) the token volume, so
 // the volume is added only when it is used.
-func (m *Mutator) patchContainer(ops []PatchOp, path string, c *corev1.Container, id Identity, creds []envVar, volName, mountPath string, mounted bool) ([]PatchOp, bool) {
+func (m *Mutator) patchContainer(ops []PatchOp, path string, c *containerView, id Identity, creds []envVar, volName, mountPath string, mounted bool) ([]PatchOp, bool) {
 	have := make(map[string]bool, len(c.Env))
 	for _, e := range c.Env {
 		have[e.Name] = true
@@ -320,8 +320,8 @@ func (m *Mutator) patchContainer(ops []PatchOp, path string, c *corev1.Container
 }
 
 // skipContainers parses the pod's comma-separated skip-containers annotation.
-func (m *Mutator) skipContainers(pod *corev1.Pod) map[string]bool {
-	v, ok := pod.Annotations[m.prefix+"/"+annSkipContainr]
+func (m *Mutator) skipContainers(pod *podView) map[string]bool {
+	v, ok := pod.meta().Annotations[m.prefix+"/"+annSkipContainr]
 	if !ok {
 		return nil
 	}
@@ -334,7 +334,7 @@ func (m *Mutator) skipContainers(pod *corev1.Pod) map[string]bool {
 	return skip
 }
 
-func hasVolume(pod *corev1.Pod, name string) bool {
+func hasVolume(pod *podView, name string) bool {
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == name {
 			return true
@@ -346,8 +346,8 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 // isWindows reports whether the pod is meant for Windows nodes: its
 // spec.os or its node selector, the only signals at admission (the node is
 // not chosen yet).
-func isWindows(pod *corev1.Pod) bool {
-	return (pod.Spec.OS != nil && pod.Spec.OS.Name == corev1.Windows) ||
+func isWindows(pod *podView) bool {
+	return (pod.Spec.OS != nil && pod.Spec.OS.Name == string(corev1.Windows)) ||
 		pod.Spec.NodeSelector["kubernetes.io/os"] == "windows" ||
 		pod.Spec.NodeSelector["beta.kubernetes.io/os"] == "windows"
 }

@@ -1,13 +1,11 @@
 package webhook
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kjson "sigs.k8s.io/json"
@@ -20,21 +18,45 @@ const (
 	reviewV1beta1 = "admission.k8s.io/v1beta1"
 )
 
-// Review is the part of an AdmissionReview request the webhook reads. It is
-// decoded into this narrow type, not the full admission API type, so that
-// oldObject, userInfo and options are never parsed.
+// Review is the part of an AdmissionReview request the webhook reads.
 type Review struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Request    *reviewRequest `json:"request"`
+
+	pod    *podView // the decoded object, when it decoded as a pod
+	podErr error    // why it did not
+}
+
+type reviewRequest struct {
+	UID         types.UID                   `json:"uid"`
+	Kind        metav1.GroupVersionKind     `json:"kind"`
+	Resource    metav1.GroupVersionResource `json:"resource"`
+	SubResource string                      `json:"subResource"`
+	Name        string                      `json:"name"`
+	Namespace   string                      `json:"namespace"`
+	Operation   string                      `json:"operation"`
+}
+
+// The two shapes a body is decoded into: the fast path reads the object as
+// a pod in the same pass as the envelope; if that fails (not a pod, or a
+// malformed one), the slow path reads the envelope alone, so the request can
+// still be answered.
+type reviewWithPod struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Request    *struct {
-		UID         types.UID                   `json:"uid"`
-		Kind        metav1.GroupVersionKind     `json:"kind"`
-		Resource    metav1.GroupVersionResource `json:"resource"`
-		SubResource string                      `json:"subResource"`
-		Name        string                      `json:"name"`
-		Namespace   string                      `json:"namespace"`
-		Operation   string                      `json:"operation"`
-		Object      json.RawMessage             `json:"object"`
+		reviewRequest
+		Object *podView `json:"object"`
+	} `json:"request"`
+}
+
+type reviewWithRaw struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Request    *struct {
+		reviewRequest
+		Object json.RawMessage `json:"object"`
 	} `json:"request"`
 }
 
@@ -45,15 +67,29 @@ var ErrBadReview = errors.New("bad AdmissionReview")
 // DecodeReview parses and checks an AdmissionReview request body. An error
 // means there is no request to answer (not even a UID to echo), so the
 // caller replies with an HTTP error and the apiserver applies the
-// webhook's failurePolicy.
+// webhook's failurePolicy. Decoding is case-sensitive, as in the
+// apiserver: with encoding/json a key "Containers" would be read as
+// "containers" and the patch's indexes would point into a list the
+// apiserver does not have.
 func DecodeReview(body []byte) (*Review, error) {
 	var r Review
-	d := json.NewDecoder(bytes.NewReader(body))
-	if err := d.Decode(&r); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadReview, err)
-	}
-	if d.More() {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrBadReview)
+	var fast reviewWithPod
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(body, &fast); err == nil {
+		r.APIVersion, r.Kind = fast.APIVersion, fast.Kind
+		if fast.Request != nil {
+			r.Request = &fast.Request.reviewRequest
+			r.pod = fast.Request.Object
+		}
+	} else {
+		var slow reviewWithRaw
+		if err := kjson.UnmarshalCaseSensitivePreserveInts(body, &slow); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadReview, err)
+		}
+		r.APIVersion, r.Kind = slow.APIVersion, slow.Kind
+		if slow.Request != nil {
+			r.Request = &slow.Request.reviewRequest
+			r.podErr = fmt.Errorf("decode pod: %w", err)
+		}
 	}
 	switch r.APIVersion {
 	case reviewV1, reviewV1beta1:
@@ -81,32 +117,18 @@ func (r *Review) isPodCreate() bool {
 		q.SubResource == "" && q.Operation == "CREATE"
 }
 
-// decodePod decodes the reviewed object. It rejects JSON null and non-objects,
-// which the apiserver never sends but a malformed request might.
-func (r *Review) decodePod() (*corev1.Pod, error) {
-	raw := bytes.TrimSpace(r.Request.Object)
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil, errors.New("request.object is not a JSON object")
+// decodedPod returns the reviewed pod. Patches add under /metadata, so it
+// must be an object; the apiserver always sends one (it sets the namespace).
+func (r *Review) decodedPod() (*podView, error) {
+	switch {
+	case r.podErr != nil:
+		return nil, r.podErr
+	case r.pod == nil:
+		return nil, errors.New("request.object is missing or null")
+	case r.pod.Metadata == nil:
+		return nil, errors.New("request.object has no metadata object")
 	}
-	// Case-sensitive, as the apiserver decodes: with encoding/json a key
-	// "Containers" would be read as "containers" and the patch's indexes
-	// would point into a list the apiserver does not have.
-	var pod corev1.Pod
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &pod); err != nil {
-		return nil, fmt.Errorf("decode pod: %w", err)
-	}
-	// Patches add under /metadata, so it must be an object. The apiserver
-	// always sends one (it sets the namespace); check only when it looks
-	// empty, to keep the common path at one decode.
-	if pod.ObjectMeta.Name == "" && pod.ObjectMeta.GenerateName == "" && pod.ObjectMeta.Namespace == "" {
-		var probe struct {
-			Metadata json.RawMessage `json:"metadata"`
-		}
-		if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &probe); err != nil || !bytes.HasPrefix(bytes.TrimSpace(probe.Metadata), []byte("{")) {
-			return nil, errors.New("request.object has no metadata object")
-		}
-	}
-	return &pod, nil
+	return r.pod, nil
 }
 
 // encodeResponse builds the AdmissionReview reply in the request's version.

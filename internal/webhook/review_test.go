@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	kjson "sigs.k8s.io/json"
 )
 
 func irsaHandler() *Handler {
@@ -49,7 +50,7 @@ func TestBadInput(t *testing.T) {
 		{name: "JSON array", body: "[]", status: 400, errText: "bad AdmissionReview"},
 		{name: "null", body: "null", status: 400, errText: "unsupported apiVersion"},
 		{name: "truncated", body: valid[:len(valid)/2], status: 400, errText: "bad AdmissionReview"},
-		{name: "trailing garbage", body: valid + "{}", status: 400, errText: "trailing data"},
+		{name: "trailing garbage", body: valid + "{}", status: 400, errText: "after top-level value"},
 		{name: "unknown apiVersion", body: strings.Replace(valid, reviewV1, "admission.k8s.io/v2", 1), status: 400, errText: `unsupported apiVersion "admission.k8s.io/v2"`},
 		{name: "no apiVersion", body: `{"kind":"AdmissionReview","request":{"uid":"x"}}`, status: 400, errText: "unsupported apiVersion"},
 		{name: "wrong kind", body: strings.Replace(valid, `"kind":"AdmissionReview"`, `"kind":"Pod"`, 1), status: 400, errText: "kind"},
@@ -133,7 +134,7 @@ func TestPodIdentityJitter(t *testing.T) {
 	m := NewMutator(Options{})
 	seen := map[int64]bool{}
 	for range 2000 {
-		e := m.Decide(&corev1.Pod{}, nil, true).Expiration
+		e := m.Decide(&podView{}, nil, true).Expiration
 		if e < 79200 || e > 86400 {
 			t.Fatalf("expiration %d outside [79200, 86400]", e)
 		}
@@ -144,7 +145,7 @@ func TestPodIdentityJitter(t *testing.T) {
 	}
 	// A broken jitter function cannot push the lifetime out of range.
 	m = NewMutator(Options{Jitter: func() int64 { return 1e9 }})
-	if e := m.Decide(&corev1.Pod{}, nil, true).Expiration; e != 79200 {
+	if e := m.Decide(&podView{}, nil, true).Expiration; e != 79200 {
 		t.Fatalf("expiration %d with huge jitter", e)
 	}
 }
@@ -154,7 +155,7 @@ func TestExpirationClamp(t *testing.T) {
 	for in, want := range map[string]int64{"": 86400, "0": 600, "-5": 600, "599": 600, "600": 600, "3600": 3600, "86400": 86400, "86401": 86400, "1h": 86400, "99999999999999999999": 86400} {
 		sa := &corev1.ServiceAccount{}
 		sa.Annotations = map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r", "eks.amazonaws.com/token-expiration": in}
-		if got := m.Decide(&corev1.Pod{}, sa, false).Expiration; got != want {
+		if got := m.Decide(&podView{}, sa, false).Expiration; got != want {
 			t.Errorf("token-expiration %q: %d, want %d", in, got, want)
 		}
 	}
@@ -201,7 +202,7 @@ func FuzzDecodeReview(f *testing.F) {
 	h := irsaHandler()
 	h.Associations = fakeAssoc(true)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		rev, err := DecodeReview(body)
+		_, err := DecodeReview(body)
 		out, herr := h.Review(context.Background(), body)
 		if (err == nil) != (herr == nil) {
 			t.Fatalf("DecodeReview err %v, Review err %v", err, herr)
@@ -218,8 +219,16 @@ func FuzzDecodeReview(f *testing.F) {
 			if perr != nil {
 				t.Fatalf("patch does not decode: %v", perr)
 			}
-			if _, aerr := p.Apply(rev.Request.Object); aerr != nil {
-				t.Fatalf("patch does not apply: %v\nobject %s\npatch %s", aerr, rev.Request.Object, resp.Response.Patch)
+			var raw struct {
+				Request struct {
+					Object json.RawMessage `json:"object"`
+				} `json:"request"`
+			}
+			if err := kjson.UnmarshalCaseSensitivePreserveInts(body, &raw); err != nil {
+				t.Fatalf("accepted body does not decode: %v", err)
+			}
+			if _, aerr := p.Apply(raw.Request.Object); aerr != nil {
+				t.Fatalf("patch does not apply: %v\nobject %s\npatch %s", aerr, raw.Request.Object, resp.Response.Patch)
 			}
 		}
 	})
