@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,9 +159,11 @@ for c in req["calls"]:
 json.dump(out, sys.stdout)
 `
 
+var boto3Missing = sync.OnceValue(func() error { return exec.Command("python3", "-c", "import boto3").Run() })
+
 func requireBoto3(t *testing.T) {
 	t.Helper()
-	if err := exec.Command("python3", "-c", "import boto3").Run(); err != nil {
+	if err := boto3Missing(); err != nil {
 		t.Skip("boto3 not installed:", err)
 	}
 }
