@@ -18,5 +18,17 @@ if [ -f test/sdk/js/package.json ]; then
   (cd test/sdk/js && npm install --no-audit --no-fund --loglevel=error)
 fi
 
+# PostgreSQL server binaries, for the store tests against PostgreSQL (they
+# start a private server on loopback; see internal/store/pgtest). Debian
+# keeps initdb off PATH, under /usr/lib/postgresql/*/bin.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== PostgreSQL server for the store tests: apt-get install postgresql"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+  else
+    echo "== PostgreSQL server not found and not root: the PostgreSQL store tests will skip (fail under CI)"
+  fi
+fi
+
 echo "== go test"
 go test -timeout 60m "$@" ./...
