@@ -190,7 +190,9 @@ func getJSON(ctx context.Context, client *http.Client, url string, v any) error 
 	if err != nil {
 		return fmt.Errorf("oidc: %w", err)
 	}
-	req.Header.Set("Accept", "application/json")
+	// kube-apiserver answers 406 to a JWKS request that does not accept
+	// application/jwk-set+json, the type it serves /openid/v1/jwks as.
+	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("oidc: fetch %s: %w", url, err)
