@@ -93,6 +93,7 @@ var sensitive = map[string]bool{
 	"secret":               true,
 	"authorization":        true,
 	"x-amz-security-token": true,
+	"kubeconfig":           true, // RegisterCluster: holds the apiserver credential
 }
 
 // IsSensitive reports whether a parameter name carries a secret.
