@@ -51,7 +51,7 @@ with --token-file, with its own projected service-account token (audience
 			if err != nil {
 				return err
 			}
-			return runAgent(cmd.Context(), log, af, nil)
+			return runAgent(cmd.Context(), log, af, nil, nil)
 		},
 	}
 	f := cmd.Flags()
@@ -72,9 +72,10 @@ with --token-file, with its own projected service-account token (audience
 	return cmd
 }
 
-// runAgent builds the EKS Auth client and serves until ctx ends. creds, if
-// set, replaces the default credential chain (podid up passes the admin's).
-func runAgent(ctx context.Context, log *slog.Logger, af agentFlags, auth eksauth.Authenticator) error {
+// runAgent builds the EKS Auth client and serves until ctx ends. auth, if
+// set, replaces the flags' choice (podid up signs with the admin's keys);
+// lns, if set, are already open.
+func runAgent(ctx context.Context, log *slog.Logger, af agentFlags, auth eksauth.Authenticator, lns *agent.Listeners) error {
 	client, err := newEKSAuthClient(ctx, af, auth)
 	if err != nil {
 		return err
@@ -90,10 +91,11 @@ func runAgent(ctx context.Context, log *slog.Logger, af agentFlags, auth eksauth
 	if err != nil {
 		return err
 	}
-	lns, err := agent.Listen(af.binds, af.healthAddr, af.metricsAddr)
-	if err != nil {
-		a.Close()
-		return err
+	if lns == nil {
+		if lns, err = agent.Listen(af.binds, af.healthAddr, af.metricsAddr); err != nil {
+			a.Close()
+			return err
+		}
 	}
 	defer lns.Close()
 	log.Info("podid agent starting", "cluster-name", af.cluster, "server", client.Endpoint, "auth", authMode(af, auth))

@@ -116,7 +116,9 @@ func startPodid(t testing.TB) *roleSession {
 // service-account signing key is the test's), a Pod Identity role and an
 // association for default/app: the real AssumeRoleForPodIdentity path.
 type podidCluster struct {
-	Inst    *servertest.Instance
+	Inst    *servertest.Instance // nil when the server is another process
+	URL     string
+	Admin   aws.Credentials
 	RoleARN string
 	key     *rsa.PrivateKey
 }
@@ -130,15 +132,23 @@ const (
 func startPodidCluster(t testing.TB) *podidCluster {
 	t.Helper()
 	inst := servertest.Start(t, func(c *server.Config) { c.AgentServiceAccounts = []string{agentNamespace + "/" + agentSA} })
+	c := setupCluster(t, inst.URL, aws.Credentials{AccessKeyID: inst.AccessKeyID, SecretAccessKey: inst.SecretAccessKey}, cluster)
+	c.Inst = inst
+	return c
+}
+
+// setupCluster registers clusterName on the server at url with a fresh
+// signing key, and creates the role and the association for default/app.
+func setupCluster(t testing.TB, url string, admin aws.Credentials, clusterName string) *podidCluster {
+	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &podidCluster{Inst: inst, key: key}
-	admin := aws.Credentials{AccessKeyID: inst.AccessKeyID, SecretAccessKey: inst.SecretAccessKey}
+	c := &podidCluster{URL: url, Admin: admin, key: key}
 	jwks := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}}
-	body, _ := json.Marshal(podideks.RegisterClusterInput{Name: cluster, Issuer: issuerURL, JWKS: mustJSON(jwks)})
-	req, _ := http.NewRequestWithContext(ctx(t), http.MethodPost, inst.URL+"/podid/clusters", bytes.NewReader(body))
+	body, _ := json.Marshal(podideks.RegisterClusterInput{Name: clusterName, Issuer: issuerURL, JWKS: mustJSON(jwks)})
+	req, _ := http.NewRequestWithContext(ctx(t), http.MethodPost, url+"/podid/clusters", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	sum := sha256.Sum256(body)
 	if err := v4.NewSigner().SignHTTP(ctx(t), admin, req, hex.EncodeToString(sum[:]), "eks", region, time.Now()); err != nil {
@@ -155,7 +165,7 @@ func startPodidCluster(t testing.TB) *podidCluster {
 	}
 
 	cfg := aws.Config{Region: region, Credentials: credentials.StaticCredentialsProvider{Value: admin},
-		BaseEndpoint: aws.String(inst.URL), RetryMaxAttempts: 1}
+		BaseEndpoint: aws.String(url), RetryMaxAttempts: 1}
 	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":["sts:AssumeRole","sts:TagSession"]}]}`
 	role, err := iam.NewFromConfig(cfg).CreateRole(ctx(t), &iam.CreateRoleInput{RoleName: aws.String(roleName), AssumeRolePolicyDocument: aws.String(trust)})
 	if err != nil {
@@ -163,7 +173,7 @@ func startPodidCluster(t testing.TB) *podidCluster {
 	}
 	c.RoleARN = aws.ToString(role.Role.Arn)
 	if _, err := eks.NewFromConfig(cfg).CreatePodIdentityAssociation(ctx(t), &eks.CreatePodIdentityAssociationInput{
-		ClusterName: aws.String(cluster), Namespace: aws.String("default"), ServiceAccount: aws.String("app"), RoleArn: role.Role.Arn,
+		ClusterName: aws.String(clusterName), Namespace: aws.String("default"), ServiceAccount: aws.String("app"), RoleArn: role.Role.Arn,
 	}); err != nil {
 		t.Fatalf("CreatePodIdentityAssociation: %v", err)
 	}
@@ -219,14 +229,14 @@ func (c *podidCluster) agentUpstream(t testing.TB, node string) *eksauth.Client 
 	if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &eksauth.Client{Endpoint: c.Inst.URL, Auth: &eksauth.BearerTokenFile{Path: tokenFile}, HTTPClient: &http.Client{}}
+	return &eksauth.Client{Endpoint: c.URL, Auth: &eksauth.BearerTokenFile{Path: tokenFile}, HTTPClient: &http.Client{}}
 }
 
 // sigv4Upstream is an EKS Auth client for the real server signed with the
 // administrator's keys (mode 1).
 func (c *podidCluster) sigv4Upstream() *eksauth.Client {
-	return &eksauth.Client{Endpoint: c.Inst.URL, HTTPClient: &http.Client{}, Auth: &eksauth.SigV4{
-		Credentials: credentials.NewStaticCredentialsProvider(c.Inst.AccessKeyID, c.Inst.SecretAccessKey, ""), Region: region}}
+	return &eksauth.Client{Endpoint: c.URL, HTTPClient: &http.Client{}, Auth: &eksauth.SigV4{
+		Credentials: credentials.StaticCredentialsProvider{Value: c.Admin}, Region: region}}
 }
 
 // fakeEKSAuth is the server side of AssumeRoleForPodIdentity as documented
