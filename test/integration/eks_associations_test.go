@@ -3,6 +3,7 @@ package integration
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -10,6 +11,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,6 +168,26 @@ func TestEKSAssociationLifecycle(t *testing.T) {
 	wantAPIError(t, "describe deleted", err, "ResourceNotFoundException", http.StatusNotFound)
 	// The namespace/service account is free again.
 	f.create(t, "team-a", "app")
+
+	// Each call left a CloudTrail-shaped record naming the cluster.
+	seen := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(f.inst.AuditLog(t)), "\n") {
+		var rec struct {
+			EventSource, EventName string
+			RequestParameters      map[string]any
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.EventSource == "eks.amazonaws.com" && rec.RequestParameters["clusterName"] == "c1" {
+			seen[rec.EventName]++
+		}
+	}
+	for name, n := range map[string]int{"CreatePodIdentityAssociation": 2, "DescribePodIdentityAssociation": 2, "UpdatePodIdentityAssociation": 6, "DeletePodIdentityAssociation": 1} {
+		if seen[name] != n {
+			t.Errorf("%d audit records of %s, want %d (all: %v)", seen[name], name, n, seen)
+		}
+	}
 }
 
 func TestEKSAssociationIdempotency(t *testing.T) {
