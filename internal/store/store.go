@@ -169,6 +169,8 @@ type Store interface {
 	GetRole(ctx context.Context, name string) (Role, error)
 	ListRoles(ctx context.Context, f RoleFilter, p Page) ([]Role, string, error)
 	// UpdateRole reads the role, applies fn and writes it back in one transaction.
+	// fn runs again if the database aborts the transaction (a PostgreSQL
+	// deadlock) and the store retries it, so it should only change *Role.
 	UpdateRole(ctx context.Context, name string, fn func(*Role) error) (Role, error)
 	// DeleteRole fails with ErrConflict while inline or attached policies remain.
 	DeleteRole(ctx context.Context, name string) error

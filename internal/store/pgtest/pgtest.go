@@ -353,8 +353,15 @@ func startServer(bin binaries) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("make the template data directory: %w", err)
 	}
+	reapStale()
 	dir, err := os.MkdirTemp("", "podid-pgtest-")
 	if err != nil {
+		return nil, err
+	}
+	// Who owns this server, for reapStale in a later run if this process dies
+	// without stopping it (a go test timeout, a kill).
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
@@ -397,6 +404,44 @@ func startServer(bin binaries) (*server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// reapStale stops the servers that earlier test processes started and could
+// not stop because they died first, and removes their directories. A server
+// is identified by the postmaster.pid in a podid-pgtest directory whose
+// owner process is gone, and signalled only if that PID is still a postgres
+// running on that directory.
+func reapStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "podid-pgtest-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, "owner"))
+		if err != nil {
+			continue // not ours, or still being set up
+		}
+		owner, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || alive(owner) {
+			continue
+		}
+		data := filepath.Join(dir, "data")
+		if b, err := os.ReadFile(filepath.Join(data, "postmaster.pid")); err == nil {
+			first, _, _ := strings.Cut(string(b), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && pid > 0 {
+				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				if strings.Contains(string(cmdline), data) {
+					syscall.Kill(pid, syscall.SIGQUIT) // immediate shutdown, children too
+					for i := 0; i < 50 && alive(pid); i++ {
+						time.Sleep(100 * time.Millisecond)
+					}
+				}
+			}
+		}
+		os.RemoveAll(dir)
+	}
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func freePort() (int, error) {
