@@ -15,7 +15,7 @@ fi
 # AWS SDK for JavaScript v3, for the container-credentials tests.
 if [ -f test/sdk/js/package.json ]; then
   echo "== AWS SDK for JavaScript v3 (npm)"
-  (cd test/sdk/js && npm install --no-audit --no-fund --loglevel=error)
+  (cd test/sdk/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # PostgreSQL server binaries, for the store tests against PostgreSQL (they
