@@ -47,7 +47,7 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if dsn == "" {
 		dsn = filepath.Join(s.cfg.DataDir, "podid.db")
 	}
-	if s.store, err = store.Open(dsn); err != nil {
+	if s.store, err = store.OpenContext(ctx, dsn); err != nil {
 		return fmt.Errorf("server: open store: %w", err)
 	}
 	s.closers = append(s.closers, s.store.Close)
