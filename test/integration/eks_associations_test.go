@@ -441,6 +441,8 @@ func TestEKSClusters(t *testing.T) {
 		}
 	}
 
+	f.cluster = "c2"
+	f.create(t, "ns", "sa")
 	if _, err := f.ec.DeleteCluster(ctx(t), &eks.DeleteClusterInput{Name: aws.String("c2")}); err != nil {
 		t.Fatal(err)
 	}
@@ -450,4 +452,9 @@ func TestEKSClusters(t *testing.T) {
 	wantAPIError(t, "associations of a deleted cluster", err, "ResourceNotFoundException", 404)
 	_, err = f.ec.DeleteCluster(ctx(t), &eks.DeleteClusterInput{Name: aws.String("c2")})
 	wantAPIError(t, "delete deleted cluster", err, "ResourceNotFoundException", 404)
+	// Its associations went with it: registered again, it has none.
+	registerCluster(t, f.inst, podideks.RegisterClusterInput{Name: "c2", Issuer: "https://c2.issuer.test", JWKS: jwks})
+	if ids, _ := f.listAll(t, eks.ListPodIdentityAssociationsInput{}); len(ids) != 0 {
+		t.Errorf("re-registered cluster has associations %v", ids)
+	}
 }
