@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"regexp"
 	"testing"
 	"time"
@@ -99,5 +100,42 @@ func TestPodIdentitySessionTagsGateTargetRole(t *testing.T) {
 		if a := podAssume(t, inst, "tags", token("team-a", "app")); a.code != tc.code || (tc.code == "") != (a.status == 200) {
 			t.Errorf("team-a, disableSessionTags=%v: HTTP %d %s: %s, want %q", tc.disable, a.status, a.code, a.body, tc.code)
 		}
+	}
+}
+
+// An association's session policy narrows what the pod's credentials may
+// do below the role's own permissions.
+func TestPodIdentitySessionPolicy(t *testing.T) {
+	inst, key, issuer := servertest.Start(t), rsaKey(t), "https://policy.issuer.test"
+	registerCluster(t, inst, podideks.RegisterClusterInput{Name: "pol", Issuer: issuer,
+		JWKS: jwksOf(jose.JSONWebKey{Key: &key.PublicKey, KeyID: "k", Algorithm: "RS256", Use: "sig"})})
+	ic, _ := adminClients(inst)
+	roleARN := createRole(t, ic, "reader", podIdentityTrust())
+	if _, err := ic.PutRolePolicy(ctx(t), &iam.PutRolePolicyInput{RoleName: aws.String("reader"), PolicyName: aws.String("iam-read"),
+		PolicyDocument: aws.String(policyDoc(stmt("Allow", []string{"iam:ListRoles", "iam:GetRole"}, "*")))}); err != nil {
+		t.Fatal(err)
+	}
+	ec := eksClient(inst)
+	for ns, policy := range map[string]*string{"narrowed": aws.String(policyDoc(stmt("Allow", "iam:GetRole", "*"))), "full": nil} {
+		if _, err := ec.CreatePodIdentityAssociation(ctx(t), &eks.CreatePodIdentityAssociationInput{ClusterName: aws.String("pol"), Namespace: aws.String(ns),
+			ServiceAccount: aws.String("app"), RoleArn: &roleARN, DisableSessionTags: aws.Bool(policy != nil), Policy: policy}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ns, code := range map[string]string{"narrowed": "AccessDenied", "full": ""} {
+		a := podAssume(t, inst, "pol", signJWT(t, key, "k", jose.RS256, podClaims(issuer, ns, "app", "pod")))
+		var out struct {
+			Credentials struct{ AccessKeyID, SecretAccessKey, SessionToken string }
+		}
+		if err := json.Unmarshal(a.body, &out); err != nil || a.status != 200 {
+			t.Fatalf("%s: HTTP %d %s: %s", ns, a.status, a.code, a.body)
+		}
+		c := out.Credentials
+		pod := iam.NewFromConfig(awsConfig(inst, c.AccessKeyID, c.SecretAccessKey, c.SessionToken))
+		if _, err := pod.GetRole(ctx(t), &iam.GetRoleInput{RoleName: aws.String("reader")}); err != nil {
+			t.Errorf("%s: GetRole: %v", ns, err)
+		}
+		_, err := pod.ListRoles(ctx(t), &iam.ListRolesInput{})
+		wantCode(t, ns+": ListRoles", err, code)
 	}
 }
