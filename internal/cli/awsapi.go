@@ -130,12 +130,20 @@ func apiError(err error) error {
 	if !errors.As(err, &ae) {
 		return err
 	}
-	op := "an"
+	e := &awsCLIError{code: ae.ErrorCode(), op: "an", message: ae.ErrorMessage()}
 	var oe *smithy.OperationError
 	if errors.As(err, &oe) {
-		op = "the " + oe.OperationName
+		e.op = "the " + oe.OperationName
 	}
-	return fmt.Errorf("An error occurred (%s) when calling %s operation: %s", ae.ErrorCode(), op, ae.ErrorMessage())
+	return e
+}
+
+// awsCLIError reads as the aws CLI's error line, so scripts that match it
+// work with podid too.
+type awsCLIError struct{ code, op, message string }
+
+func (e *awsCLIError) Error() string {
+	return "An error occurred (" + e.code + ") when calling " + e.op + " operation: " + e.message
 }
 
 // printJSON writes v as the aws CLI does: four-space indent, no escaping.

@@ -87,7 +87,7 @@ func TestPodIdentitySessionTagsGateTargetRole(t *testing.T) {
 	if !sessionRE.MatchString(aws.ToString(who.Arn)) {
 		t.Errorf("caller = %s, want the target role's session %s", aws.ToString(who.Arn), sessionRE)
 	}
-	if exp, err := time.Parse(time.RFC3339, res[0].Response["credentials"].(map[string]any)["expiration"].(string)); err != nil || exp.Sub(time.Now()) > time.Hour+time.Minute {
+	if exp, err := time.Parse(time.RFC3339, res[0].Response["credentials"].(map[string]any)["expiration"].(string)); err != nil || time.Until(exp) > time.Hour+time.Minute {
 		t.Errorf("chained credentials expire at %v (%v), want within 1 h", exp, err)
 	}
 
