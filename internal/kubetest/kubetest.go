@@ -42,10 +42,17 @@ import (
 // DefaultIssuer is the service account issuer when Options.Issuer is empty.
 const DefaultIssuer = "https://kubernetes.default.svc"
 
+// SelfIssuer as Options.Issuer makes the issuer the apiserver's own URL
+// (Cluster.URL, known only once its port is picked), so that a relying
+// party such as IAM finds /.well-known/openid-configuration and the JWKS
+// at the issuer itself, over HTTPS with Cluster.CAFile.
+const SelfIssuer = "self"
+
 // Options configure a cluster. The zero value is usable.
 type Options struct {
 	// Issuer is --service-account-issuer; DefaultIssuer if empty. An https
 	// URL with a path is allowed, but discovery is served at the root only.
+	// SelfIssuer makes the issuer the apiserver's own URL.
 	Issuer string
 	// APIAudiences is --api-audiences; if nil, the issuer,
 	// "pods.eks.amazonaws.com", "sts.amazonaws.com" and "podid".
@@ -84,9 +91,6 @@ func Start(t testing.TB, opts Options) *Cluster {
 	etcdBin, apiBin := binaries(t)
 	if opts.Issuer == "" {
 		opts.Issuer = DefaultIssuer
-	}
-	if opts.APIAudiences == nil {
-		opts.APIAudiences = []string{opts.Issuer, "pods.eks.amazonaws.com", "sts.amazonaws.com", "podid"}
 	}
 	var errs []error
 	for range startTries {
@@ -196,6 +200,13 @@ func start(etcdBin, apiBin string, opts Options) (c *Cluster, procs []*proc, err
 		return nil, nil, err
 	}
 	procs = append(procs, p)
+
+	if opts.Issuer == SelfIssuer {
+		opts.Issuer = "https://127.0.0.1:" + strconv.Itoa(ports[2])
+	}
+	if opts.APIAudiences == nil {
+		opts.APIAudiences = []string{opts.Issuer, "pods.eks.amazonaws.com", "sts.amazonaws.com", "podid"}
+	}
 
 	// The apiserver retries etcd until it answers, so both start at once.
 	c = &Cluster{
