@@ -1,17 +1,22 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 	ekstypes "github.com/aws/aws-sdk-go-v2/service/eks/types"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -35,7 +40,7 @@ func newClusterRegisterCmd(af *awsFlags) *cobra.Command {
 	var in podideks.RegisterClusterInput
 	var jwksFile, kubeconfig string
 	cmd := &cobra.Command{
-		Use:   "register --name NAME --issuer URL (--jwks-file F | --jwks-url U | --discovery | --kubeconfig F) [--token-review]",
+		Use:   "register --name NAME [--issuer URL] (--jwks-file F | --jwks-url U | --discovery | --kubeconfig F) [--token-review]",
 		Short: "Register a cluster: its token issuer and where its signing keys come from",
 		Long: `Register a cluster with the server so that its service-account tokens can be
 exchanged for credentials. Give the issuer (--service-account-issuer of the
@@ -61,6 +66,14 @@ exists). The kubeconfig is flattened: certificates and keys are sent inline.`,
 					return err
 				}
 				in.Kubeconfig = string(b)
+				if in.Issuer == "" {
+					if in.Issuer, err = discoverIssuer(cmd.Context(), b); err != nil {
+						return err
+					}
+				}
+			}
+			if in.Issuer == "" {
+				return errors.New("give --issuer (it can be left out with --kubeconfig)")
 			}
 			cfg, err := af.config(cmd.Context())
 			if err != nil {
@@ -80,7 +93,7 @@ exists). The kubeconfig is flattened: certificates and keys are sent inline.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&in.Name, "name", "", "cluster name (required)")
-	f.StringVar(&in.Issuer, "issuer", "", "the cluster's service-account token issuer URL (required)")
+	f.StringVar(&in.Issuer, "issuer", "", "the cluster's service-account token issuer URL (default with --kubeconfig: the apiserver's discovery document says)")
 	f.StringVar(&jwksFile, "jwks-file", "", "JSON Web Key Set file with the cluster's public signing keys")
 	f.StringVar(&in.JWKSURL, "jwks-url", "", "URL the server fetches the JSON Web Key Set from")
 	f.BoolVar(&in.Discovery, "discovery", false, "find the keys through the issuer's /.well-known/openid-configuration")
@@ -88,10 +101,39 @@ exists). The kubeconfig is flattened: certificates and keys are sent inline.`,
 	f.BoolVar(&in.TokenReview, "token-review", false, "also ask the apiserver (TokenReview) whether a token is still valid; needs --kubeconfig")
 	f.StringToStringVar(&in.Tags, "tags", nil, "tags, key=value,...")
 	_ = cmd.MarkFlagRequired("name")
-	_ = cmd.MarkFlagRequired("issuer")
 	cmd.MarkFlagsMutuallyExclusive("jwks-file", "jwks-url", "discovery")
 	cmd.MarkFlagsOneRequired("jwks-file", "jwks-url", "discovery", "kubeconfig")
 	return cmd
+}
+
+// discoverIssuer asks the apiserver of a kubeconfig for its
+// service-account issuer (its OIDC discovery document).
+func discoverIssuer(ctx context.Context, kubeconfig []byte) (string, error) {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	if err != nil {
+		return "", fmt.Errorf("--kubeconfig: %w", err)
+	}
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return "", fmt.Errorf("--kubeconfig: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(cfg.Host, "/")+"/.well-known/openid-configuration", nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("no --issuer, and the apiserver's discovery document cannot be read: %w", err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil || resp.StatusCode != http.StatusOK || doc.Issuer == "" {
+		return "", fmt.Errorf("no --issuer, and the apiserver's discovery document names none (HTTP %d, %v)", resp.StatusCode, err)
+	}
+	return doc.Issuer, nil
 }
 
 // flattenKubeconfig reduces a kubeconfig to its current context with every

@@ -150,7 +150,11 @@ func TestPodIdentityWithKubeAPIServer(t *testing.T) {
 	k := newKubePod(t, kc.Clientset(t))
 	inst := servertest.Start(t)
 
-	runPodid(t, inst, "cluster", "register", "--name", "kube", "--issuer", kc.Issuer, "--kubeconfig", kc.Kubeconfig)
+	// Without --issuer the CLI asks the apiserver's discovery document.
+	registered := runPodid(t, inst, "cluster", "register", "--name", "kube", "--kubeconfig", kc.Kubeconfig)
+	if got := registered["cluster"].(map[string]any)["identity"].(map[string]any)["oidc"].(map[string]any)["issuer"]; got != kc.Issuer {
+		t.Errorf("registered issuer = %v, want %s", got, kc.Issuer)
+	}
 	runPodid(t, inst, "cluster", "register", "--name", "kube-tr", "--issuer", kc.Issuer, "--kubeconfig", kc.Kubeconfig, "--token-review")
 	role := runPodid(t, inst, "role", "create", "--name", "kube-app", "--pod-identity")["Role"].(map[string]any)
 	roleARN := role["Arn"].(string)
