@@ -122,6 +122,17 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, c *call, op e
 	s.record(r, c, elements, nil)
 }
 
+// restAuthCodes maps the query protocol's authentication error codes to
+// the names restJson services such as EKS answer with.
+var restAuthCodes = map[string]string{
+	"AccessDenied":               "AccessDeniedException",
+	"MissingAuthenticationToken": "MissingAuthenticationTokenException",
+	"IncompleteSignature":        "IncompleteSignatureException",
+	"SignatureDoesNotMatch":      "InvalidSignatureException",
+	"InvalidClientTokenId":       "UnrecognizedClientException",
+	"ExpiredToken":               "ExpiredTokenException",
+}
+
 // restAuthError renames query-protocol authentication failures to the
 // names restJson services use.
 func restAuthError(err error) error {
@@ -129,9 +140,8 @@ func restAuthError(err error) error {
 	if !errors.As(err, &e) {
 		return err
 	}
-	switch e.Code {
-	case "AccessDenied":
-		return &awsproto.Error{Code: "AccessDeniedException", Message: e.Message, Status: e.Status}
+	if code, ok := restAuthCodes[e.Code]; ok {
+		return &awsproto.Error{Code: code, Message: e.Message, Status: http.StatusForbidden}
 	}
 	return e
 }
