@@ -40,6 +40,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.AuditLog, "audit-log", "", `audit log file, "-" for stdout, "none" to disable (default: DATA-DIR/audit.log)`)
 	f.StringVar(&cfg.OIDCCAFile, "oidc-ca-file", "", "extra CA certificates (PEM) trusted when fetching OIDC issuer keys")
 	f.StringSliceVar(&cfg.AgentServiceAccounts, "agent-service-account", []string{"kube-system/podid-agent"}, "namespace/name of service accounts whose tokens (audience podid) authenticate node agents")
+	f.StringVar(&cfg.Upstream, "upstream", "local", `where pod credentials come from: "local" (podid's own STS) or "aws" (the real STS, with this server's AWS credentials from the standard chain)`)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.MarkFlagsRequiredTogether("tls-cert", "tls-key")
 	return cmd

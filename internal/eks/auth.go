@@ -164,6 +164,9 @@ func (s *Service) assumeRoleForPodIdentity(ctx context.Context, caller Caller, o
 		Duration:        podCredentialLifetime,
 		ServiceDuration: true,
 		Context:         policy.Context{},
+		Cluster:         op.Cluster,
+		Namespace:       claims.Namespace,
+		ServiceAccount:  claims.ServiceAccount,
 	}
 	first.Context.Set("aws:SourceAccount", s.Account)
 	first.Context.Set("aws:SourceArn", assoc.ARN)
@@ -188,11 +191,9 @@ func (s *Service) assumeRoleForPodIdentity(ctx context.Context, caller Caller, o
 		return 0, nil, assumeError(err, assoc.RoleARN)
 	}
 	if assoc.TargetRoleARN != "" {
+		// The association's role must be allowed to assume the target: the
+		// Assumer checks that (the local STS, or AWS itself upstream).
 		p := session.PrincipalOf(out.Session)
-		// The association's role must be allowed to assume the target.
-		if err := s.Authz.AuthorizeContext(ctx, p, "sts:AssumeRole", assoc.TargetRoleARN, nil); err != nil {
-			return 0, nil, assumeError(err, assoc.TargetRoleARN)
-		}
 		ctxKeys := policy.Context{}
 		ctxKeys.Set("aws:PrincipalArn", out.Session.RoleARN)
 		ctxKeys.Set("aws:PrincipalAccount", s.Account)
@@ -202,6 +203,7 @@ func (s *Service) assumeRoleForPodIdentity(ctx context.Context, caller Caller, o
 		second := sts.AssumeInput{
 			Principal:       &policy.Principal{Type: "AWS", Account: s.Account, ARNs: []string{p.ARN, out.Session.RoleARN}},
 			Caller:          out.Session,
+			CallerToken:     out.Token,
 			Action:          "sts:AssumeRole",
 			RoleARN:         assoc.TargetRoleARN,
 			SessionName:     sessionName,

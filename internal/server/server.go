@@ -26,6 +26,7 @@ import (
 	"github.com/podid/podid/internal/session"
 	"github.com/podid/podid/internal/store"
 	"github.com/podid/podid/internal/sts"
+	"github.com/podid/podid/internal/upstream"
 )
 
 // Config is what `podid server` takes from its flags.
@@ -43,7 +44,11 @@ type Config struct {
 	// AgentServiceAccounts ("namespace/name") may authenticate node agents
 	// with their own service-account tokens.
 	AgentServiceAccounts []string
-	Logger               *slog.Logger
+	// Upstream is where pod credentials come from: "local" (or "") mints
+	// them here; "aws" asks the real STS with the server's own AWS identity
+	// (see docs/UPSTREAM-AWS.md).
+	Upstream string
+	Logger   *slog.Logger
 }
 
 // Server is a running identity plane.
@@ -116,6 +121,26 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.sts = &sts.Service{Store: s.store, Authz: s.authz, Sealer: s.sealer, Account: s.account, IssuerKeys: s.issuerKeys}
 	s.eks = &eks.Service{Store: s.store, Authz: s.authz, STS: s.sts, Account: s.account, Region: cfg.Region,
 		HTTPClient: client, AgentServiceAccounts: cfg.AgentServiceAccounts}
+	switch cfg.Upstream {
+	case "", "local":
+	case "aws":
+		up, err := upstream.New(ctx, cfg.Region, s.log)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		// Learn once whether the server is itself a role session (then STS
+		// caps every session at 1 h); not fatal: STS may be down right now.
+		if id, err := up.Identity(ctx); err != nil {
+			s.log.Warn("upstream aws: cannot learn the server's own AWS identity yet", "error", err)
+		} else {
+			s.log.Info("upstream aws: pod credentials come from AWS STS", "identity", id, "trust_principal", upstream.PrincipalARN(id))
+		}
+		s.eks.STS = up
+	default:
+		s.Close()
+		return nil, fmt.Errorf("server: unknown upstream %q (want local or aws)", cfg.Upstream)
+	}
 	return s, nil
 }
 

@@ -51,6 +51,13 @@ type AssumeInput struct {
 	Policy          string
 	PolicyARNs      []string
 	Context         policy.Context // extra condition keys (caller's, the token's)
+	// Cluster, Namespace and ServiceAccount say whom an EKS Pod Identity
+	// session is for even when session tags are disabled. The local STS
+	// ignores them; an upstream STS derives SourceIdentity from them.
+	Cluster, Namespace, ServiceAccount string
+	// CallerToken is Caller's session token. The local STS does not need it
+	// (Caller is already opened); an upstream STS signs the chained call with it.
+	CallerToken string
 }
 
 // AssumeOutput is the new session.
@@ -65,6 +72,14 @@ var roleARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}):role/(?:[\x21-
 
 // Assume checks the role's trust policy and mints a session.
 func (s *Service) Assume(ctx context.Context, in AssumeInput) (*AssumeOutput, error) {
+	// Role chaining: the calling role session's own policies must allow
+	// sts:AssumeRole on the role. Checked here rather than by each API so
+	// that an upstream STS (which does this check itself) replaces it whole.
+	if in.Caller != nil && in.Caller.RoleARN != "" {
+		if err := s.Authz.AuthorizeContext(ctx, session.PrincipalOf(in.Caller), "sts:AssumeRole", in.RoleARN, nil); err != nil {
+			return nil, err
+		}
+	}
 	m := roleARNRE.FindStringSubmatch(in.RoleARN)
 	if m == nil {
 		return nil, awsproto.ValidationError("1 validation error detected: Value '%s' at 'roleArn' failed to satisfy constraint: Member must be a role ARN (arn:aws:iam::ACCOUNT:role/NAME)", in.RoleARN)
@@ -352,9 +367,12 @@ func (s *Service) assumeRole(ctx context.Context, caller *session.Principal, for
 		}
 		in.PolicyARNs = append(in.PolicyARNs, arn)
 	}
-	// The caller's own policies must allow sts:AssumeRole on the role too.
-	if err := s.Authz.AuthorizeContext(ctx, caller, "sts:AssumeRole", roleARN, nil); err != nil {
-		return nil, err
+	// The caller's own policies must allow sts:AssumeRole on the role too
+	// (Assume checks it for role sessions).
+	if !caller.IsRoleSession() {
+		if err := s.Authz.AuthorizeContext(ctx, caller, "sts:AssumeRole", roleARN, nil); err != nil {
+			return nil, err
+		}
 	}
 	out, err := s.Assume(ctx, in)
 	if err != nil {
