@@ -29,6 +29,9 @@ var _ Store = (*SQLite)(nil)
 // busyTimeout is how long a connection waits for another one's write lock.
 const busyTimeout = 5 * time.Second
 
+// sqliteMaxConns bounds the connection pool of a file database.
+const sqliteMaxConns = 8
+
 // OpenSQLite opens the database at path, creating it (owner-only, since it
 // holds sealed secrets) and its directory when missing, and applies the
 // pending migrations. ":memory:" gives a private in-memory database.
@@ -63,7 +66,11 @@ func OpenSQLite(path string) (*SQLite, error) {
 		// Every connection to ":memory:" is a database of its own.
 		db.SetMaxOpenConns(1)
 	} else {
-		db.SetMaxIdleConns(4)
+		// A bounded pool that stays open: under load, opening a connection
+		// per request (and its pragmas) cost more than the queries did.
+		// WAL lets the readers run side by side; writers queue on the lock.
+		db.SetMaxOpenConns(sqliteMaxConns)
+		db.SetMaxIdleConns(sqliteMaxConns)
 	}
 	s := &SQLite{sqlDB{db: db, d: &sqliteDialect}}
 	ctx := context.Background()
