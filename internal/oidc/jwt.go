@@ -70,24 +70,17 @@ func Parse(raw string) (*Token, error) {
 		return nil, ErrMalformed
 	}
 	t := &Token{jws: tok, KeyID: tok.Headers[0].KeyID}
+	// One pass over the payload fills both views of it.
 	var raws map[string]json.RawMessage
-	if err := tok.UnsafeClaimsWithoutVerification(&raws); err != nil {
-		return nil, ErrMalformed
+	var std jwt.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&raws, &std); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	c, err := decodeClaims(raws)
-	if err != nil {
-		return nil, err
-	}
-	t.Claims = c
+	t.Claims = claimsOf(std, raws)
 	return t, nil
 }
 
-func decodeClaims(raws map[string]json.RawMessage) (Claims, error) {
-	var std jwt.Claims
-	b, _ := json.Marshal(raws)
-	if err := json.Unmarshal(b, &std); err != nil {
-		return Claims{}, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
+func claimsOf(std jwt.Claims, raws map[string]json.RawMessage) Claims {
 	c := Claims{Issuer: std.Issuer, Subject: std.Subject, Audience: []string(std.Audience), Raw: raws}
 	if std.Expiry != nil {
 		c.Expiry = std.Expiry.Time()
@@ -98,7 +91,7 @@ func decodeClaims(raws map[string]json.RawMessage) (Claims, error) {
 	if std.IssuedAt != nil {
 		c.IssuedAt = std.IssuedAt.Time()
 	}
-	return c, nil
+	return c
 }
 
 // KeyFunc returns the key for a key ID; it may refetch the issuer's keys
@@ -115,8 +108,8 @@ func (t *Token) Verify(ctx context.Context, keys KeyFunc, now time.Time, skew ti
 	if key.Algorithm != "" && key.Algorithm != t.jws.Headers[0].Algorithm {
 		return ErrAlgorithm
 	}
-	var raws map[string]json.RawMessage
-	if err := t.jws.Claims(key.Key, &raws); err != nil {
+	// The claims were decoded by Parse; only the signature is left to check.
+	if err := t.jws.Claims(key.Key); err != nil {
 		return ErrSignature
 	}
 	if t.Claims.Expiry.IsZero() || !now.Before(t.Claims.Expiry.Add(skew)) {
