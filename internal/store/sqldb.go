@@ -29,6 +29,7 @@ type sqlDB struct {
 	d  *dialect
 
 	queries sync.Map // query as written → query for this dialect
+	stmts   sync.Map // query as written → *sql.Stmt prepared on the pool
 }
 
 // dialect is what differs between the SQL backends.
@@ -110,7 +111,53 @@ func (x dq) QueryRowContext(ctx context.Context, query string, args ...any) *sql
 }
 
 // pool queries outside a transaction.
-func (s *sqlDB) pool() querier { return dq{s.db, s} }
+func (s *sqlDB) pool() querier { return prepared{s} }
+
+// prepared runs pool queries through statements prepared once per query:
+// on the hot paths, parsing the SQL again on every call cost as much as
+// running it. database/sql re-prepares a statement on each connection of
+// the pool as needed.
+type prepared struct{ s *sqlDB }
+
+func (p prepared) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if v, ok := p.s.stmts.Load(query); ok {
+		return v.(*sql.Stmt), nil
+	}
+	st, err := p.s.db.PrepareContext(ctx, p.s.sql(query))
+	if err != nil {
+		return nil, err
+	}
+	if v, loaded := p.s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return v.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+func (p prepared) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (p prepared) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (p prepared) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		// Let database/sql report the error through the Row it returns.
+		return p.s.db.QueryRowContext(ctx, p.s.sql(query), args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
 
 // scanner is what *sql.Row and *sql.Rows have in common.
 type scanner interface {
@@ -134,6 +181,10 @@ func (s *sqlDB) Ping(ctx context.Context) error {
 
 // Close closes the database.
 func (s *sqlDB) Close() error {
+	s.stmts.Range(func(_, v any) bool {
+		v.(*sql.Stmt).Close()
+		return true
+	})
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
