@@ -400,15 +400,7 @@ func convert(in sts.AssumeInput, req *awssts.AssumeRoleInput, out *awssts.Assume
 	if sess.SourceIdentity == "" {
 		sess.SourceIdentity = aws.ToString(req.SourceIdentity)
 	}
-	return &sts.AssumeOutput{Session: sess, Token: aws.ToString(c.SessionToken), PackedPolicySize: intPtr(out.PackedPolicySize)}
-}
-
-func intPtr(p *int32) *int {
-	if p == nil {
-		return nil
-	}
-	v := int(*p)
-	return &v
+	return &sts.AssumeOutput{Session: sess, Token: aws.ToString(c.SessionToken)}
 }
 
 func isDenied(err error) bool {
