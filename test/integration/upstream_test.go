@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/podid/podid/internal/cli"
 	podideks "github.com/podid/podid/internal/eks"
 	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/server/servertest"
@@ -530,5 +532,44 @@ func TestUpstreamAWSRestartStorm(t *testing.T) {
 		if len(ks) != 1 {
 			t.Errorf("one pod got %d different sessions: %v (token %.20s…)", len(ks), ks, tok)
 		}
+	}
+}
+
+// `podid trust-policy` asks STS (through the standard chain, here the
+// broker's environment) who the server is and prints a trust policy that
+// works as printed: the namespace it names gets credentials, another does not.
+func TestUpstreamAWSTrustPolicyCommand(t *testing.T) {
+	f := newUpstreamFixture(t, false)
+	root := cli.NewRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"trust-policy", "--cluster", upstreamCluster, "--namespace", "team-a"})
+	if err := root.ExecuteContext(ctx(t)); err != nil {
+		t.Fatalf("podid trust-policy: %v", err)
+	}
+	var doc struct {
+		Statement []struct {
+			Principal struct{ AWS string }
+			Action    []string
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || len(doc.Statement) != 1 {
+		t.Fatalf("printed %s (%v)", out.Bytes(), err)
+	}
+	if st := doc.Statement[0]; st.Principal.AWS != f.brokerRoleARN || mustJSON(st.Action) != `["sts:AssumeRole","sts:TagSession","sts:SetSourceIdentity"]` {
+		t.Errorf("statement %+v, want the broker's role %s and the three actions", st, f.brokerRoleARN)
+	}
+	out2, err := f.standInIAM.CreateRole(ctx(t), &iam.CreateRoleInput{RoleName: aws.String("printed"), AssumeRolePolicyDocument: aws.String(out.String())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := aws.ToString(out2.Role.Arn)
+	f.associate(t, "team-a", "app", arn)
+	f.associate(t, "team-b", "app", arn)
+	if a, _ := f.assume(t, f.token(t, "team-a", "app", "p")); a.status != http.StatusOK {
+		t.Errorf("team-a: HTTP %d %s: %s", a.status, a.code, a.body)
+	}
+	if a, _ := f.assume(t, f.token(t, "team-b", "app", "p")); a.code != "AccessDeniedException" {
+		t.Errorf("team-b: HTTP %d %s: %s, want AccessDeniedException", a.status, a.code, a.body)
 	}
 }
