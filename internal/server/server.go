@@ -48,7 +48,10 @@ type Config struct {
 	// them here; "aws" asks the real STS with the server's own AWS identity
 	// (see docs/UPSTREAM-AWS.md).
 	Upstream string
-	Logger   *slog.Logger
+	// ValidateRoles (aws upstream only) checks association roles with
+	// iam:GetRole before storing them.
+	ValidateRoles bool
+	Logger        *slog.Logger
 }
 
 // Server is a running identity plane.
@@ -66,6 +69,8 @@ type Server struct {
 	sts   *sts.Service
 	eks   *eks.Service
 	authz *authz.Authorizer
+
+	upstream *upstream.Assumer // nil in local mode
 
 	oidcClient *http.Client
 	issuersMu  sync.Mutex
@@ -137,9 +142,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			s.log.Info("upstream aws: pod credentials come from AWS STS", "identity", id, "trust_principal", upstream.PrincipalARN(id))
 		}
 		s.eks.STS = up
+		s.upstream = up
 	default:
 		s.Close()
 		return nil, fmt.Errorf("server: unknown upstream %q (want local or aws)", cfg.Upstream)
+	}
+	if cfg.ValidateRoles && s.upstream == nil {
+		s.Close()
+		return nil, errors.New("server: --validate-roles needs --upstream aws")
 	}
 	return s, nil
 }
@@ -177,7 +187,7 @@ func (s *Server) Close() error {
 // requests for up to five seconds.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
-		Handler:           s.Handler(),
+		Handler:           s.withRoleValidation(s.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

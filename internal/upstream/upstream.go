@@ -66,6 +66,7 @@ const (
 
 // Assumer calls the real STS. It implements eks.Assumer.
 type Assumer struct {
+	cfg    aws.Config
 	client *awssts.Client
 	log    *slog.Logger
 	now    func() time.Time
@@ -108,6 +109,7 @@ func NewFromConfig(cfg aws.Config, log *slog.Logger) *Assumer {
 		log = slog.Default()
 	}
 	return &Assumer{
+		cfg:         cfg,
 		client:      awssts.NewFromConfig(cfg),
 		log:         log,
 		now:         time.Now,

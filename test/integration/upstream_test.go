@@ -104,7 +104,7 @@ type upstreamFixture struct {
 // newUpstreamFixture starts the stand-in, the fault proxy and the broker.
 // brokerRoot makes the broker use the stand-in's long-term root keys
 // instead of a role session.
-func newUpstreamFixture(t *testing.T, brokerRoot bool) *upstreamFixture {
+func newUpstreamFixture(t *testing.T, brokerRoot bool, mutate ...func(*server.Config)) *upstreamFixture {
 	t.Helper()
 	f := &upstreamFixture{standIn: servertest.Start(t), key: rsaKey(t), issuer: "https://upstream.issuer.test"}
 	f.proxy = newFaultProxy(t, f.standIn.URL)
@@ -112,7 +112,7 @@ func newUpstreamFixture(t *testing.T, brokerRoot bool) *upstreamFixture {
 	f.standInIAM = ic
 	f.brokerRoleARN = createRole(t, ic, "podid-broker", trustAccount())
 	if _, err := ic.PutRolePolicy(ctx(t), &iam.PutRolePolicyInput{RoleName: aws.String("podid-broker"), PolicyName: aws.String("assume"),
-		PolicyDocument: aws.String(policyDoc(stmt("Allow", []string{"sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"}, "*")))}); err != nil {
+		PolicyDocument: aws.String(policyDoc(stmt("Allow", []string{"sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity", "iam:GetRole"}, "*")))}); err != nil {
 		t.Fatal(err)
 	}
 	creds := adminCreds(f.standIn)
@@ -134,6 +134,9 @@ func newUpstreamFixture(t *testing.T, brokerRoot bool) *upstreamFixture {
 	f.broker = servertest.Start(t, func(c *server.Config) {
 		c.Upstream = "aws"
 		c.AccountID = "444455556666"
+		for _, m := range mutate {
+			m(c)
+		}
 	})
 	registerCluster(t, f.broker, podideks.RegisterClusterInput{Name: upstreamCluster, Issuer: f.issuer,
 		JWKS: jwksOf(jose.JSONWebKey{Key: &f.key.PublicKey, KeyID: "k", Algorithm: "RS256", Use: "sig"})})
@@ -571,5 +574,25 @@ func TestUpstreamAWSTrustPolicyCommand(t *testing.T) {
 	}
 	if a, _ := f.assume(t, f.token(t, "team-b", "app", "p")); a.code != "AccessDeniedException" {
 		t.Errorf("team-b: HTTP %d %s: %s, want AccessDeniedException", a.status, a.code, a.body)
+	}
+}
+
+// --validate-roles: iam:GetRole (at the stand-in) refuses an association
+// whose role does not exist in the server's account; roles elsewhere pass.
+func TestUpstreamAWSValidateRoles(t *testing.T) {
+	f := newUpstreamFixture(t, false, func(c *server.Config) { c.ValidateRoles = true })
+	appARN := createRole(t, f.standInIAM, "app", f.brokerTrust())
+	f.associate(t, "ns", "app", appARN)
+	f.associate(t, "ns", "elsewhere", "arn:aws:iam::999988887777:role/not-checked")
+	missing := "arn:aws:iam::111122223333:role/missing"
+	_, err := f.brokerEKS.CreatePodIdentityAssociation(ctx(t), &eks.CreatePodIdentityAssociationInput{ClusterName: aws.String(upstreamCluster),
+		Namespace: aws.String("ns"), ServiceAccount: aws.String("missing"), RoleArn: &missing})
+	wantAPIError(t, "missing role", err, "InvalidParameterException", http.StatusBadRequest)
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("error %v does not name the role", err)
+	}
+	list, err := f.brokerEKS.ListPodIdentityAssociations(ctx(t), &eks.ListPodIdentityAssociationsInput{ClusterName: aws.String(upstreamCluster)})
+	if err != nil || len(list.Associations) != 2 {
+		t.Errorf("associations stored: %v (%v), want the two valid ones", list, err)
 	}
 }
