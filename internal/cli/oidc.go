@@ -1,15 +1,14 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
+
+	"github.com/podid/podid/internal/oidc"
 )
 
 func init() { register(newOIDCCmd) }
@@ -57,7 +56,7 @@ apiserver must issue tokens with that issuer (--service-account-issuer).`,
 			if len(raw) == 0 {
 				return fmt.Errorf("cluster %s has no stored key set (its keys come from %s): give --jwks-file", cluster, c.KeySource)
 			}
-			docs, err := issuerDocuments(c.Issuer, raw)
+			docs, err := oidc.IssuerDocuments(c.Issuer, raw)
 			if err != nil {
 				return err
 			}
@@ -85,55 +84,4 @@ apiserver must issue tokens with that issuer (--service-account-issuer).`,
 	_ = cmd.MarkFlagRequired("cluster")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
-}
-
-// issuerDocuments returns the discovery document and the public key set,
-// by path relative to the issuer URL. Private key material in the input
-// is dropped: only public keys are ever published.
-func issuerDocuments(issuer string, rawJWKS []byte) (map[string][]byte, error) {
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(rawJWKS, &set); err != nil {
-		return nil, fmt.Errorf("key set: %w", err)
-	}
-	var pub jose.JSONWebKeySet
-	algs := map[string]bool{}
-	for _, k := range set.Keys {
-		p := k.Public()
-		if !p.Valid() || (p.Use != "" && p.Use != "sig") {
-			continue
-		}
-		pub.Keys = append(pub.Keys, p)
-		if p.Algorithm != "" {
-			algs[p.Algorithm] = true
-		}
-	}
-	if len(pub.Keys) == 0 {
-		return nil, fmt.Errorf("the key set has no public signing keys")
-	}
-	if len(algs) == 0 {
-		algs["RS256"] = true // what kube-apiserver signs with
-	}
-	var algList []string
-	for a := range algs {
-		algList = append(algList, a)
-	}
-	sort.Strings(algList)
-	base := strings.TrimRight(issuer, "/")
-	disc := map[string]any{
-		"issuer":                                issuer,
-		"jwks_uri":                              base + "/keys.json",
-		"response_types_supported":              []string{"id_token"},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": algList,
-		"claims_supported":                      []string{"sub", "iss"},
-	}
-	d, err := json.MarshalIndent(disc, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	k, err := json.MarshalIndent(pub, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return map[string][]byte{".well-known/openid-configuration": append(d, '\n'), "keys.json": append(k, '\n')}, nil
 }

@@ -42,6 +42,7 @@ func newServerCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.AgentServiceAccounts, "agent-service-account", []string{"kube-system/podid-agent"}, "namespace/name of service accounts whose tokens (audience podid) authenticate node agents")
 	f.StringVar(&cfg.Upstream, "upstream", "local", `where pod credentials come from: "local" (podid's own STS) or "aws" (the real STS, with this server's AWS credentials from the standard chain)`)
 	f.BoolVar(&cfg.ValidateRoles, "validate-roles", false, "with --upstream aws: check an association's roles with iam:GetRole before storing it (roles in the server's own account)")
+	f.BoolVar(&cfg.ServeOIDC, "serve-oidc", false, "serve each cluster's issuer discovery document and keys.json at /podid/oidc/CLUSTER/ (IRSA with this server as the issuer host)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.MarkFlagsRequiredTogether("tls-cert", "tls-key")
 	return cmd

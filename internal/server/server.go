@@ -51,7 +51,10 @@ type Config struct {
 	// ValidateRoles (aws upstream only) checks association roles with
 	// iam:GetRole before storing them.
 	ValidateRoles bool
-	Logger        *slog.Logger
+	// ServeOIDC publishes each cluster's issuer documents under
+	// IssuerDocsPrefix (for IRSA with this server as the issuer host).
+	ServeOIDC bool
+	Logger    *slog.Logger
 }
 
 // Server is a running identity plane.
@@ -187,7 +190,7 @@ func (s *Server) Close() error {
 // requests for up to five seconds.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
-		Handler:           s.withRoleValidation(s.Handler()),
+		Handler:           s.withIssuerDocs(s.withRoleValidation(s.Handler())),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
