@@ -78,7 +78,7 @@ func (s *Service) AuthenticateNode(ctx context.Context, cluster, token string) (
 	if err != nil {
 		return nil, err
 	}
-	c, err := rt.verifier.Verify(ctx, token, AgentAudience)
+	c, err := rt.verify(ctx, token, AgentAudience, s.now())
 	if err != nil {
 		return nil, awsproto.Errorf(http.StatusForbidden, "AccessDeniedException", "The node agent token is not valid: %v", err)
 	}
@@ -122,7 +122,7 @@ func (s *Service) assumeRoleForPodIdentity(ctx context.Context, caller Caller, o
 	if err != nil {
 		return 0, nil, err
 	}
-	claims, err := rt.verifier.Verify(ctx, in.Token, PodAudience)
+	claims, err := rt.verify(ctx, in.Token, PodAudience, s.now())
 	switch {
 	case err == nil:
 	case errors.Is(err, k8stoken.ErrExpired):
@@ -147,7 +147,7 @@ func (s *Service) assumeRoleForPodIdentity(ctx context.Context, caller Caller, o
 		}
 	}
 
-	assoc, err := s.Store.FindAssociation(ctx, op.Cluster, claims.Namespace, claims.ServiceAccount)
+	assoc, err := s.findAssociation(ctx, op.Cluster, claims.Namespace, claims.ServiceAccount)
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, nil, notFound("No Pod Identity Association found for cluster %s, namespace %s, service account %s", op.Cluster, claims.Namespace, claims.ServiceAccount)
 	}

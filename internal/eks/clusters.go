@@ -2,6 +2,7 @@ package eks
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/podid/podid/internal/oidc"
 	"github.com/podid/podid/internal/session"
 	"github.com/podid/podid/internal/store"
+	"github.com/podid/podid/internal/ttlcache"
 )
 
 // Key sources a cluster can be registered with.
@@ -224,10 +226,40 @@ type clusterRuntime struct {
 	keys     *oidc.KeySet
 	verifier *k8stoken.Verifier
 	kube     kubernetes.Interface // nil unless a kubeconfig was given
+	verified *ttlcache.Cache[verifiedKey, *k8stoken.Claims]
+}
+
+// verifiedTokenTTL bounds how long a verified token is trusted without
+// checking its signature again: agents and SDK retries send the same token
+// many times. A key removed from the cluster's JWKS stops working within
+// it; TokenReview, when enabled, still runs on every call.
+const verifiedTokenTTL = 30 * time.Second
+
+type verifiedKey struct {
+	audience string
+	token    [sha256.Size]byte // the hash: raw tokens are not kept in memory maps
+}
+
+// verify checks a token through the cache of recently verified ones.
+func (rt *clusterRuntime) verify(ctx context.Context, token, audience string, now time.Time) (*k8stoken.Claims, error) {
+	key := verifiedKey{audience: audience, token: sha256.Sum256([]byte(token))}
+	if c, ok := rt.verified.Get(key, now); ok {
+		return c, nil
+	}
+	c, err := rt.verifier.Verify(ctx, token, audience)
+	if err != nil {
+		return nil, err
+	}
+	expires := now.Add(verifiedTokenTTL)
+	if c.Expiry.Before(expires) {
+		expires = c.Expiry
+	}
+	rt.verified.PutUntil(key, c, expires)
+	return c, nil
 }
 
 func (s *Service) newRuntime(c store.Cluster) (*clusterRuntime, error) {
-	rt := &clusterRuntime{row: c, loaded: s.now()}
+	rt := &clusterRuntime{row: c, loaded: s.now(), verified: ttlcache.New[verifiedKey, *k8stoken.Claims](verifiedTokenTTL, 100000)}
 	var initial jose.JSONWebKeySet
 	if len(c.JWKS) > 0 {
 		_ = json.Unmarshal(c.JWKS, &initial)

@@ -17,6 +17,7 @@ import (
 	"github.com/podid/podid/internal/session"
 	"github.com/podid/podid/internal/store"
 	"github.com/podid/podid/internal/sts"
+	"github.com/podid/podid/internal/ttlcache"
 )
 
 // Store is what the EKS APIs read and write.
@@ -62,6 +63,34 @@ type Service struct {
 
 	mu       sync.Mutex
 	clusters map[string]*clusterRuntime
+
+	assocOnce sync.Once
+	assocs    *ttlcache.Cache[assocKey, store.Association]
+}
+
+// associationCacheTTL bounds how stale an association read by EKS Auth may
+// be on another replica; this one forgets its cache on every change.
+const associationCacheTTL = time.Second
+
+type assocKey struct{ cluster, namespace, serviceAccount string }
+
+func (s *Service) associationCache() *ttlcache.Cache[assocKey, store.Association] {
+	s.assocOnce.Do(func() { s.assocs = ttlcache.New[assocKey, store.Association](associationCacheTTL, 100000) })
+	return s.assocs
+}
+
+// findAssociation is the store's FindAssociation through the cache.
+func (s *Service) findAssociation(ctx context.Context, cluster, namespace, serviceAccount string) (store.Association, error) {
+	cache, key, now := s.associationCache(), assocKey{cluster, namespace, serviceAccount}, s.now()
+	if a, ok := cache.Get(key, now); ok {
+		return a, nil
+	}
+	a, err := s.Store.FindAssociation(ctx, cluster, namespace, serviceAccount)
+	if err != nil {
+		return a, err
+	}
+	cache.Put(key, a, now)
+	return a, nil
 }
 
 // AgentAudience is the audience of the agent's own service-account token.
@@ -164,6 +193,11 @@ func Route(method, path string) (Op, bool) {
 
 // Handle runs op. It returns the HTTP status and the JSON body.
 func (s *Service) Handle(ctx context.Context, caller Caller, op Op, req *Request) (int, any, error) {
+	if !op.ReadOnly && op.Name != "AssumeRoleForPodIdentity" {
+		// An association or cluster may change: let the next
+		// AssumeRoleForPodIdentity read it afresh.
+		defer s.associationCache().Clear()
+	}
 	if op.Name != "AssumeRoleForPodIdentity" && caller.Principal == nil {
 		return 0, nil, awsproto.Errorf(http.StatusForbidden, "AccessDeniedException", "This operation requires SigV4 credentials")
 	}

@@ -215,6 +215,10 @@ func (s *Server) serveQuery(w http.ResponseWriter, r *http.Request, c *call, bod
 		namespace = iam.Namespace
 		c.readOnly = isReadOnly(c.action)
 		result, err = s.iam.Handle(r.Context(), c.caller, c.action, form)
+		if err == nil && !c.readOnly {
+			// Roles and providers STS caches may have changed.
+			s.sts.Forget()
+		}
 	}
 	if err != nil {
 		s.fail(w, r, c, err, false)

@@ -156,7 +156,8 @@ func (s *Service) Assume(ctx context.Context, in AssumeInput) (*AssumeOutput, er
 	if m[1] != s.Account {
 		return nil, denied
 	}
-	role, err := s.Store.GetRole(ctx, m[2])
+	tr, err := s.role(ctx, m[2])
+	role := tr.role
 	if errors.Is(err, store.ErrNotFound) || (err == nil && role.ARN != in.RoleARN) {
 		return nil, denied
 	}
@@ -167,8 +168,8 @@ func (s *Service) Assume(ctx context.Context, in AssumeInput) (*AssumeOutput, er
 		return nil, awsproto.ValidationError("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
 	}
 
-	trust, err := policy.Parse(role.AssumeRolePolicy, policy.Trust)
-	if err != nil {
+	trust := tr.trust
+	if trust == nil {
 		return nil, denied
 	}
 	req := &policy.Request{Principal: in.Principal, Resource: role.ARN, Context: trustContext(in, tags, sourceIdentity, now)}

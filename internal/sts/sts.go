@@ -7,6 +7,7 @@ import (
 	"context"
 	"net/http"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/podid/podid/internal/awsproto"
@@ -14,6 +15,7 @@ import (
 	"github.com/podid/podid/internal/policy"
 	"github.com/podid/podid/internal/session"
 	"github.com/podid/podid/internal/store"
+	"github.com/podid/podid/internal/ttlcache"
 )
 
 // Namespace is the STS XML namespace.
@@ -40,6 +42,68 @@ type Service struct {
 	// IssuerKeys returns the key set of an OIDC issuer (web identity).
 	IssuerKeys func(issuer string) *oidc.KeySet
 	Now        func() time.Time
+
+	cacheOnce sync.Once
+	roles     *ttlcache.Cache[string, trustedRole]            // role name → role and parsed trust policy
+	providers *ttlcache.Cache[struct{}, []store.OIDCProvider] // the account's OIDC providers
+}
+
+// storeCacheTTL bounds how stale a role or provider read may be: a trust
+// policy change takes effect within it, as IAM changes take a moment on AWS.
+const storeCacheTTL = time.Second
+
+// trustedRole is a role with its trust policy parsed once.
+type trustedRole struct {
+	role  store.Role
+	trust *policy.Document // nil when the stored policy does not parse
+}
+
+func (s *Service) caches() {
+	s.cacheOnce.Do(func() {
+		s.roles = ttlcache.New[string, trustedRole](storeCacheTTL, 10000)
+		s.providers = ttlcache.New[struct{}, []store.OIDCProvider](storeCacheTTL, 1)
+	})
+}
+
+// Forget drops every cached role and provider, so that a change made on
+// this server is seen by the next call at once (other replicas see it
+// within storeCacheTTL).
+func (s *Service) Forget() {
+	s.caches()
+	s.roles.Clear()
+	s.providers.Clear()
+}
+
+// role reads a role and its parsed trust policy, through the cache.
+func (s *Service) role(ctx context.Context, name string) (trustedRole, error) {
+	s.caches()
+	now := s.now()
+	if r, ok := s.roles.Get(name, now); ok {
+		return r, nil
+	}
+	role, err := s.Store.GetRole(ctx, name)
+	if err != nil {
+		return trustedRole{}, err
+	}
+	r := trustedRole{role: role}
+	r.trust, _ = policy.Parse(role.AssumeRolePolicy, policy.Trust)
+	s.roles.Put(name, r, now)
+	return r, nil
+}
+
+// oidcProviders lists the account's OIDC providers, through the cache.
+func (s *Service) oidcProviders(ctx context.Context) ([]store.OIDCProvider, error) {
+	s.caches()
+	now := s.now()
+	if ps, ok := s.providers.Get(struct{}{}, now); ok {
+		return ps, nil
+	}
+	ps, err := s.Store.ListOIDCProviders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.providers.Put(struct{}{}, ps, now)
+	return ps, nil
 }
 
 func (s *Service) now() time.Time {

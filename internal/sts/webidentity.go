@@ -136,7 +136,7 @@ func (s *Service) findProvider(ctx context.Context, issuer string) (store.OIDCPr
 		return store.OIDCProvider{}, invalidIdentityToken("The issuer %q of the web identity token is not an https URL", issuer)
 	}
 	url := strings.TrimSuffix(strings.TrimPrefix(issuer, "https://"), "/")
-	providers, err := s.Store.ListOIDCProviders(ctx)
+	providers, err := s.oidcProviders(ctx)
 	if err != nil {
 		return store.OIDCProvider{}, fmt.Errorf("sts: list OIDC providers: %w", err)
 	}
