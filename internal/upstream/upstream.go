@@ -85,10 +85,15 @@ type Assumer struct {
 // entry is one role session: the last good credentials and, while a call is
 // under way, the flight every concurrent request for the key waits on.
 type entry struct {
-	done chan struct{} // closed when the flight ends
-	out  *sts.AssumeOutput
-	err  error
+	done     chan struct{} // closed when the flight ends
+	out      *sts.AssumeOutput
+	err      error
+	failedAt time.Time
 }
+
+// failureHold is how long a failed call's answer stands for its key, so an
+// STS outage or throttling is not met with a new call per request.
+const failureHold = 2 * time.Second
 
 // New loads the server's AWS configuration from the standard chain. region
 // is used when the environment names none. AWS_ENDPOINT_URL_STS and
@@ -189,7 +194,9 @@ func (a *Assumer) Assume(ctx context.Context, in sts.AssumeInput) (*sts.AssumeOu
 				a.mu.Unlock()
 				return e.out, nil
 			}
-			e = a.startFlight(key, in, e.out)
+			if e.err == nil || now.Sub(e.failedAt) >= failureHold {
+				e = a.startFlight(key, in, e.out)
+			}
 		default: // a call for this key is under way: wait for it
 		}
 	} else {
@@ -227,6 +234,8 @@ func (a *Assumer) startFlight(key string, in sts.AssumeInput, prev *sts.AssumeOu
 		a.mu.Lock()
 		if err == nil {
 			e.out = out
+		} else {
+			e.failedAt = a.now()
 		}
 		e.err = err
 		a.mu.Unlock()
