@@ -452,23 +452,37 @@ func TestUpstreamAWSFaults(t *testing.T) {
 	}
 	f.proxy.throttle.Store(0)
 
-	for _, fault := range []*atomic.Bool{&f.proxy.down, &f.proxy.slow} {
-		name := map[*atomic.Bool]string{&f.proxy.down: "down", &f.proxy.slow: "slow"}[fault]
+	for i, fault := range []*atomic.Bool{&f.proxy.down, &f.proxy.slow} {
+		name := []string{"down", "slow"}[i]
+		pod := fmt.Sprintf("new-%d", i)
 		fault.Store(true)
 		// The cached pod is served without STS.
 		if a, c := timed(name+", cached pod", f.token(t, "ns", "app", "p1")); a.status != http.StatusOK || c.AccessKeyID != cached.AccessKeyID {
 			t.Errorf("%s, cached pod: HTTP %d %s: %s", name, a.status, a.code, a.body)
 		}
 		// A new pod gets a clear error.
-		a, _ := timed(name+", new pod", f.token(t, "ns", "app", "p3"))
+		before := f.proxy.calls.Load()
+		a, _ := timed(name+", new pod", f.token(t, "ns", "app", pod))
 		if a.status != http.StatusServiceUnavailable || a.code != "ServiceUnavailableException" || !strings.Contains(string(a.body), "STS") {
 			t.Errorf("%s, new pod: HTTP %d %s: %s, want 503 ServiceUnavailableException", name, a.status, a.code, a.body)
 		}
+		if f.proxy.calls.Load() == before {
+			t.Errorf("%s, new pod: STS was not called", name)
+		}
+		// Asked again at once: the failure stands, STS is not called again.
+		before = f.proxy.calls.Load()
+		if a, _ := timed(name+", new pod again", f.token(t, "ns", "app", pod)); a.code != "ServiceUnavailableException" || f.proxy.calls.Load() != before {
+			t.Errorf("%s, new pod again: HTTP %d %s, %d more STS calls; want the held 503 and none", name, a.status, a.code, f.proxy.calls.Load()-before)
+		}
 		fault.Store(false)
 	}
-	// Recovered.
-	if a, _ := timed("recovered", f.token(t, "ns", "app", "p3")); a.status != http.StatusOK {
+	// Recovered: a new pod at once, a failed one once its failure lapsed.
+	if a, _ := timed("recovered", f.token(t, "ns", "app", "p4")); a.status != http.StatusOK {
 		t.Errorf("recovered: HTTP %d %s: %s", a.status, a.code, a.body)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if a, _ := timed("recovered, failed pod", f.token(t, "ns", "app", "new-1")); a.status != http.StatusOK {
+		t.Errorf("recovered, failed pod: HTTP %d %s: %s", a.status, a.code, a.body)
 	}
 }
 
