@@ -80,7 +80,15 @@ type Assumer struct {
 	mu        sync.Mutex
 	cache     map[string]*entry
 	lastSweep time.Time
+
+	// slots bounds concurrent STS calls across all sessions, so a cold
+	// start of a large fleet queues here (within each call's budget)
+	// instead of all at once at STS.
+	slots chan struct{}
 }
+
+// MaxConcurrentCalls bounds concurrent AssumeRole calls per server.
+const MaxConcurrentCalls = 32
 
 // entry is one role session: the last good credentials and, while a call is
 // under way, the flight every concurrent request for the key waits on.
@@ -120,6 +128,7 @@ func NewFromConfig(cfg aws.Config, log *slog.Logger) *Assumer {
 		now:         time.Now,
 		CallTimeout: DefaultCallTimeout,
 		cache:       map[string]*entry{},
+		slots:       make(chan struct{}, MaxConcurrentCalls),
 	}
 }
 
@@ -322,6 +331,12 @@ func sourceIdentity(in sts.AssumeInput) string {
 
 // assume makes the AssumeRole call (and its 1-hour retry).
 func (a *Assumer) assume(ctx context.Context, in sts.AssumeInput) (*sts.AssumeOutput, error) {
+	select {
+	case a.slots <- struct{}{}:
+		defer func() { <-a.slots }()
+	case <-ctx.Done():
+		return nil, unavailable("too many AssumeRole calls in flight for %s: %v", in.RoleARN, ctx.Err())
+	}
 	req := &awssts.AssumeRoleInput{
 		RoleArn:         aws.String(in.RoleARN),
 		RoleSessionName: aws.String(in.SessionName),
