@@ -222,7 +222,7 @@ func (s *Service) getCluster(ctx context.Context, name string) (store.Cluster, e
 // calls: the key set (with its cache) and the apiserver client.
 type clusterRuntime struct {
 	row      store.Cluster
-	loaded   time.Time
+	loaded   time.Time // guarded by Service.mu
 	keys     *oidc.KeySet
 	verifier *k8stoken.Verifier
 	kube     kubernetes.Interface // nil unless a kubeconfig was given
@@ -300,10 +300,12 @@ func (s *Service) newRuntime(c store.Cluster) (*clusterRuntime, error) {
 
 // runtime returns the cluster's runtime, rebuilt when the row changed.
 func (s *Service) runtime(ctx context.Context, name string) (*clusterRuntime, error) {
+	now := s.now()
 	s.mu.Lock()
 	rt := s.clusters[name]
+	fresh := rt != nil && now.Sub(rt.loaded) < clusterCacheTTL
 	s.mu.Unlock()
-	if rt != nil && s.now().Sub(rt.loaded) < clusterCacheTTL {
+	if fresh {
 		return rt, nil
 	}
 	c, err := s.getCluster(ctx, name)
@@ -313,7 +315,7 @@ func (s *Service) runtime(ctx context.Context, name string) (*clusterRuntime, er
 	}
 	if rt != nil && rt.row.CreatedAt.Equal(c.CreatedAt) && rt.row.KeySource == c.KeySource && rt.row.KeySourceArg == c.KeySourceArg && rt.row.TokenReview == c.TokenReview {
 		s.mu.Lock()
-		rt.loaded = s.now()
+		rt.loaded = now
 		s.mu.Unlock()
 		return rt, nil
 	}
