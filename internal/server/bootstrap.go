@@ -162,7 +162,10 @@ func (s *Server) ensureAdminKey(ctx context.Context) error {
 			return fmt.Errorf("server: create admin key: %w", err)
 		}
 	}
-	content := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret)
+	// The region line lets `aws iam list-roles --endpoint-url …` run with
+	// nothing but this file: botocore reads a profile's region from the
+	// credentials file too, and refuses to sign without one.
+	content := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\nregion = %s\n", id, secret, s.cfg.Region)
 	return writeFileAtomic(s.AdminCredentialsFile(), []byte(content), 0o600)
 }
 

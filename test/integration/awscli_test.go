@@ -149,3 +149,18 @@ func TestAWSCLIRoundTrip(t *testing.T) {
 		t.Error("audit log did not record the CLI's user agent")
 	}
 }
+
+// The administrator's credentials file is all the aws CLI needs: no region
+// and no other configuration, only --endpoint-url.
+func TestAWSCLIWithOnlyTheCredentialsFile(t *testing.T) {
+	inst := servertest.Start(t)
+	cli := newAWSCLI(t, inst)
+	cli.env = append(cleanEnv(), "AWS_SHARED_CREDENTIALS_FILE="+inst.AdminCredentialsFile())
+	if _, err := cli.run(nil, "iam", "list-roles"); err != nil {
+		t.Fatalf("aws iam list-roles with only the credentials file: %v", err)
+	}
+	who := cli.mustRun(nil, "sts", "get-caller-identity")
+	if got := str(who, "Arn"); got != "arn:aws:iam::111122223333:root" {
+		t.Errorf("Arn = %q", got)
+	}
+}
