@@ -380,10 +380,12 @@ func (s *Service) assumeRole(ctx context.Context, caller *session.Principal, for
 		return nil, err
 	}
 	return assumeRoleResult{
-		Credentials:      credentialsOf(out.Session, out.Token),
-		AssumedRoleUser:  assumedRoleUserXML{AssumedRoleId: out.Session.RoleID + ":" + out.Session.SessionName, Arn: out.Session.AssumedRoleARN()},
-		PackedPolicySize: out.PackedPolicySize,
-		SourceIdentity:   out.Session.SourceIdentity,
+		Credentials:             credentialsOf(out.Session, out.Token),
+		AssumedRoleUser:         assumedRoleUserXML{AssumedRoleId: out.Session.RoleID + ":" + out.Session.SessionName, Arn: out.Session.AssumedRoleARN()},
+		PackedPolicySize:        out.PackedPolicySize,
+		SessionTokenSize:        len(out.Token),
+		SessionTokenUtilization: out.PackedPolicySize,
+		SourceIdentity:          out.Session.SourceIdentity,
 	}, nil
 }
 

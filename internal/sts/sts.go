@@ -159,8 +159,13 @@ type assumedRoleUserXML struct {
 type assumeRoleResult struct {
 	Credentials      credentialsXML
 	AssumedRoleUser  assumedRoleUserXML
-	PackedPolicySize *int   `xml:",omitempty"`
-	SourceIdentity   string `xml:",omitempty"`
+	PackedPolicySize *int `xml:",omitempty"`
+	// SessionTokenSize and SessionTokenUtilization are the fields newer SDKs
+	// read in place of the deprecated PackedPolicySize; podid's utilization is
+	// the same share of its packed-policy budget.
+	SessionTokenSize        int    `xml:",omitempty"`
+	SessionTokenUtilization *int   `xml:",omitempty"`
+	SourceIdentity          string `xml:",omitempty"`
 }
 
 type assumeRoleWithWebIdentityResult struct {
@@ -168,6 +173,8 @@ type assumeRoleWithWebIdentityResult struct {
 	SubjectFromWebIdentityToken string
 	AssumedRoleUser             assumedRoleUserXML
 	PackedPolicySize            *int `xml:",omitempty"`
+	SessionTokenSize            int  `xml:",omitempty"`
+	SessionTokenUtilization     *int `xml:",omitempty"`
 	Provider                    string
 	Audience                    string
 	SourceIdentity              string `xml:",omitempty"`

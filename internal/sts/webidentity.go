@@ -125,6 +125,8 @@ func (s *Service) assumeRoleWithWebIdentity(ctx context.Context, form awsproto.F
 		SubjectFromWebIdentityToken: tok.Claims.Subject,
 		AssumedRoleUser:             assumedRoleUserXML{AssumedRoleId: out.Session.RoleID + ":" + out.Session.SessionName, Arn: out.Session.AssumedRoleARN()},
 		PackedPolicySize:            out.PackedPolicySize,
+		SessionTokenSize:            len(out.Token),
+		SessionTokenUtilization:     out.PackedPolicySize,
 		Provider:                    provider.ARN,
 		Audience:                    audience,
 	}, nil

@@ -47,11 +47,10 @@ type rawReq struct {
 
 // badCase is one malformed request and the AWS error it must get.
 type badCase struct {
-	name    string
-	req     rawReq
-	code    string
-	status  int      // 0: the status AWS uses for code (statusFor)
-	secrets []string // strings of this case that must never reach the audit log
+	name   string
+	req    rawReq
+	code   string
+	status int // 0: the status AWS uses for code (statusFor)
 }
 
 // statusFor is the HTTP status AWS answers each error code with.

@@ -122,8 +122,11 @@ func TestSessionTagsReachNextTrustPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatalf("team %s: first AssumeRole: %v", tc.team, err)
 		}
-		if out.PackedPolicySize == nil {
-			t.Errorf("PackedPolicySize missing with session tags")
+		if out.SessionTokenUtilization == nil {
+			t.Errorf("SessionTokenUtilization missing with session tags")
+		}
+		if got, want := aws.ToInt32(out.SessionTokenSize), int32(len(aws.ToString(out.Credentials.SessionToken))); got != want {
+			t.Errorf("SessionTokenSize = %d, want the token's length %d", got, want)
 		}
 		c := out.Credentials
 		chain := sts.NewFromConfig(awsConfig(inst, aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken)))
