@@ -23,11 +23,11 @@ func init() { register(newAgentCmd) }
 
 // agentFlags are the flags `podid agent` and `podid up` share.
 type agentFlags struct {
-	server, cluster, region, tokenFile, caFile string
-	binds                                      []string
-	healthAddr, metricsAddr                    string
-	maxEntries                                 int
-	refreshTTL, upstreamTimeout                time.Duration
+	cluster, region, tokenFile, caFile string
+	servers, binds                     []string
+	healthAddr, metricsAddr            string
+	maxEntries                         int
+	refreshTTL, upstreamTimeout        time.Duration
 }
 
 func newAgentCmd() *cobra.Command {
@@ -55,7 +55,7 @@ with --token-file, with its own projected service-account token (audience
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&af.server, "server", "", "EKS Auth endpoint: the podid server URL (default: https://eks-auth.REGION.api.aws)")
+	f.StringSliceVar(&af.servers, "server", nil, "EKS Auth endpoint: the podid server URL (default: https://eks-auth.REGION.api.aws); several (comma-separated or repeated) are replicas, failed over between")
 	f.StringVar(&af.cluster, "cluster", "", "cluster name, as registered with the server (required)")
 	f.StringVar(&af.region, "region", "", "region for SigV4 (default: from the AWS config, else us-east-1)")
 	f.StringVar(&af.tokenFile, "token-file", "", "authenticate with this service-account token file (re-read on every call) instead of SigV4")
@@ -81,12 +81,13 @@ func runAgent(ctx context.Context, log *slog.Logger, af agentFlags, auth eksauth
 		return err
 	}
 	a, err := agent.New(agent.Config{
-		Cluster:        af.cluster,
-		Upstream:       client,
-		Logger:         log,
-		MaxEntries:     af.maxEntries,
-		RefreshTTL:     af.refreshTTL,
-		AttemptTimeout: af.upstreamTimeout,
+		Cluster:    af.cluster,
+		Upstream:   client,
+		Logger:     log,
+		MaxEntries: af.maxEntries,
+		RefreshTTL: af.refreshTTL,
+		// One agent attempt may try every replica once.
+		AttemptTimeout: af.upstreamTimeout * time.Duration(len(client.Clients)),
 	})
 	if err != nil {
 		return err
@@ -98,7 +99,7 @@ func runAgent(ctx context.Context, log *slog.Logger, af agentFlags, auth eksauth
 		}
 	}
 	defer lns.Close()
-	log.Info("podid agent starting", "cluster-name", af.cluster, "server", client.Endpoint, "auth", authMode(af, auth))
+	log.Info("podid agent starting", "cluster-name", af.cluster, "server", endpointsOf(client), "auth", authMode(af, auth))
 	return a.Serve(ctx, lns, probe(client))
 }
 
@@ -112,7 +113,17 @@ func authMode(af agentFlags, auth eksauth.Authenticator) string {
 	return "sigv4"
 }
 
-func newEKSAuthClient(ctx context.Context, af agentFlags, auth eksauth.Authenticator) (*eksauth.Client, error) {
+// endpointsOf lists the failover's servers for the log.
+func endpointsOf(f *eksauth.Failover) []string {
+	out := make([]string, len(f.Clients))
+	for i, c := range f.Clients {
+		out[i] = c.Endpoint
+	}
+	return out
+}
+
+// newEKSAuthClient builds the client of every --server, behind one failover.
+func newEKSAuthClient(ctx context.Context, af agentFlags, auth eksauth.Authenticator) (*eksauth.Failover, error) {
 	if af.cluster == "" {
 		return nil, errors.New("--cluster is required")
 	}
@@ -136,12 +147,14 @@ func newEKSAuthClient(ctx context.Context, af agentFlags, auth eksauth.Authentic
 	default:
 		auth = &eksauth.SigV4{Credentials: &eksauth.ReloadingCredentials{}, Region: region}
 	}
-	endpoint := af.server
-	if endpoint == "" {
-		endpoint = "https://eks-auth." + region + ".api.aws"
+	endpoints := eksauth.SplitEndpoints(af.servers...)
+	if len(endpoints) == 0 {
+		endpoints = []string{"https://eks-auth." + region + ".api.aws"}
 	}
-	if !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
-		return nil, fmt.Errorf("--server %q: want an http:// or https:// URL", endpoint)
+	for _, endpoint := range endpoints {
+		if !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
+			return nil, fmt.Errorf("--server %q: want an http:// or https:// URL", endpoint)
+		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = agent.DefaultMaxConcurrent
@@ -159,28 +172,33 @@ func newEKSAuthClient(ctx context.Context, af agentFlags, auth eksauth.Authentic
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &eksauth.Client{
-		Endpoint:   endpoint,
+	f := eksauth.NewFailover(eksauth.Client{
 		HTTPClient: &http.Client{Transport: tr},
 		Auth:       auth,
 		UserAgent:  "podid-agent",
-	}, nil
+	}, endpoints...)
+	f.TryTimeout = af.upstreamTimeout
+	return f, nil
 }
 
-// probe checks that the server answers HTTP at all (any status will do: a
+// probe checks that some server answers HTTP at all (any status will do: a
 // real EKS Auth endpoint has no health path).
-func probe(c *eksauth.Client) func(context.Context) error {
+func probe(f *eksauth.Failover) func(context.Context) error {
 	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.Endpoint, "/")+"/healthz", nil)
-		if err != nil {
-			return err
+		var errs []error
+		for _, c := range f.Clients {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.Endpoint, "/")+"/healthz", nil)
+			if err != nil {
+				return err
+			}
+			resp, err := c.HTTPClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				return nil
+			}
+			errs = append(errs, err)
 		}
-		resp, err := c.HTTPClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
+		return errors.Join(errs...)
 	}
 }
 

@@ -64,7 +64,7 @@ podid association create); the pod tokens come from that cluster.`,
 			if err != nil {
 				return err
 			}
-			af.server = serverURL
+			af.servers = []string{serverURL}
 			af.region = cfg.Region
 			auth := &eksauth.SigV4{Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""), Region: cfg.Region}
 			lns, err := agent.Listen(af.binds, af.healthAddr, af.metricsAddr)

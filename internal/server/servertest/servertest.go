@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/podid/podid/internal/server"
@@ -24,10 +25,25 @@ type Instance struct {
 	AccessKeyID     string
 	SecretAccessKey string
 	AuditPath       string
+
+	stopOnce sync.Once
+	stop     func()
 }
+
+// Stop stops the server as a dying replica would: its listener closes and
+// its connections end. It is safe to call more than once; the test's
+// cleanup calls it too.
+func (i *Instance) Stop() { i.stopOnce.Do(i.stop) }
 
 // Start runs a server until the test ends. mutate may adjust the config.
 func Start(t testing.TB, mutate ...func(*server.Config)) *Instance {
+	t.Helper()
+	return StartAt(t, "127.0.0.1:0", mutate...)
+}
+
+// StartAt is Start listening on addr, e.g. a stopped instance's address to
+// restart a replica where its clients expect it.
+func StartAt(t testing.TB, addr string, mutate ...func(*server.Config)) *Instance {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := server.Config{
@@ -48,21 +64,22 @@ func Start(t testing.TB, mutate ...func(*server.Config)) *Instance {
 		cancel()
 		t.Fatalf("server.New: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		cancel()
 		t.Fatalf("listen: %v", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
+	inst := &Instance{Server: srv, URL: "http://" + ln.Addr().String(), DataDir: dir, AuditPath: cfg.AuditLog}
+	inst.stop = func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("serve: %v", err)
 		}
 		srv.Close()
-	})
-	inst := &Instance{Server: srv, URL: "http://" + ln.Addr().String(), DataDir: dir, AuditPath: cfg.AuditLog}
+	}
+	t.Cleanup(inst.Stop)
 	inst.AccessKeyID, inst.SecretAccessKey = readCredentials(t, srv.AdminCredentialsFile())
 	return inst
 }
