@@ -39,7 +39,7 @@ Serves /mutate, /healthz, /readyz and /metrics over TLS on --listen.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", ":8443", "address to serve HTTPS on (host:port)")
 	f.StringVar(&cfg.Cluster, "cluster", "", "cluster name whose Pod Identity associations apply (needed with --server)")
-	f.StringVar(&cfg.Server, "server", "", "podid server URL to list Pod Identity associations from (EKS API, default AWS credential chain)")
+	f.StringSliceVar(&cfg.Servers, "server", nil, "podid server URL to list Pod Identity associations from (EKS API, default AWS credential chain); several (comma-separated or repeated) are replicas, failed over between")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serving certificate (PEM), reloaded when it changes")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "private key for --tls-cert (PEM), reloaded when it changes")

@@ -140,32 +140,61 @@ func NewFileSource(path string, interval time.Duration, m *Metrics, log *slog.Lo
 
 // NewServerSource lists the cluster's associations from the podid server
 // (or EKS) with the EKS API's ListPodIdentityAssociations every interval.
-func NewServerSource(client eks.ListPodIdentityAssociationsAPIClient, cluster string, interval time.Duration, m *Metrics, log *slog.Logger) *AssociationSource {
+// Several clients are replicas of one server: a load lists from the one
+// that last answered and, when it fails, starts over on the next, so a dead
+// replica costs one failed try per poll and never the association set.
+func NewServerSource(clients []eks.ListPodIdentityAssociationsAPIClient, cluster string, interval time.Duration, m *Metrics, log *slog.Logger) *AssociationSource {
+	var current atomic.Int32 // index of the client that last answered
 	return &AssociationSource{
 		name:     "server",
 		interval: interval,
 		metrics:  m,
 		log:      log,
 		load: func(ctx context.Context) (assocSet, bool, error) {
+			if len(clients) == 0 {
+				return nil, false, errors.New("no server to list associations from")
+			}
 			ctx, cancel := context.WithTimeout(ctx, max(interval, 10*time.Second))
 			defer cancel()
-			set := make(assocSet)
-			p := eks.NewListPodIdentityAssociationsPaginator(client, &eks.ListPodIdentityAssociationsInput{
-				ClusterName: aws.String(cluster),
-				MaxResults:  aws.Int32(100),
-			})
-			for p.HasMorePages() {
-				page, err := p.NextPage(ctx)
-				if err != nil {
-					return nil, false, err
+			first := int(current.Load())
+			var errs []error
+			for k := range clients {
+				i := (first + k) % len(clients)
+				set, err := listAssociations(ctx, clients[i], cluster)
+				if err == nil {
+					if i != first {
+						log.Info("associations listed from another server replica", "replica", i)
+						current.Store(int32(i))
+					}
+					return set, true, nil
 				}
-				for _, a := range page.Associations {
-					set[assocKey{aws.ToString(a.Namespace), aws.ToString(a.ServiceAccount)}] = struct{}{}
+				errs = append(errs, fmt.Errorf("replica %d: %w", i, err))
+				if ctx.Err() != nil {
+					break
 				}
 			}
-			return set, true, nil
+			return nil, false, errors.Join(errs...)
 		},
 	}
+}
+
+// listAssociations reads every page of the cluster's associations.
+func listAssociations(ctx context.Context, client eks.ListPodIdentityAssociationsAPIClient, cluster string) (assocSet, error) {
+	set := make(assocSet)
+	p := eks.NewListPodIdentityAssociationsPaginator(client, &eks.ListPodIdentityAssociationsInput{
+		ClusterName: aws.String(cluster),
+		MaxResults:  aws.Int32(100),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range page.Associations {
+			set[assocKey{aws.ToString(a.Namespace), aws.ToString(a.ServiceAccount)}] = struct{}{}
+		}
+	}
+	return set, nil
 }
 
 // AssociationIndex is the union of its sources.

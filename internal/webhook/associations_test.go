@@ -118,7 +118,7 @@ func TestServerSourcePages(t *testing.T) {
 			Namespace: aws.String(fmt.Sprintf("ns%d", i)), ServiceAccount: aws.String("sa"), ClusterName: aws.String("c"),
 		})
 	}
-	s := NewServerSource(l, "c", 0, NewMetrics(), discardLogger())
+	s := NewServerSource([]eks.ListPodIdentityAssociationsAPIClient{l}, "c", 0, NewMetrics(), discardLogger())
 	if err := s.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}

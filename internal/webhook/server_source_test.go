@@ -10,7 +10,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,7 +91,7 @@ func TestServerSourceRealServer(t *testing.T) {
 	}
 	create("c2", "other", "x")
 
-	s := NewServerSource(client, "c1", time.Hour, NewMetrics(), discardLogger())
+	s := NewServerSource([]eks.ListPodIdentityAssociationsAPIClient{client}, "c1", time.Hour, NewMetrics(), discardLogger())
 	if err := s.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -107,8 +111,61 @@ func TestServerSourceRealServer(t *testing.T) {
 	// Bad credentials: the refresh fails and the last good set stays.
 	bad := eks.New(eks.Options{Region: "us-east-1", BaseEndpoint: aws.String(inst.URL),
 		Credentials: credentials.NewStaticCredentialsProvider("AKIAXXXXXXXXXXXXXXXX", "wrong", "")})
-	s2 := NewServerSource(bad, "c1", time.Hour, NewMetrics(), discardLogger())
+	s2 := NewServerSource([]eks.ListPodIdentityAssociationsAPIClient{bad}, "c1", time.Hour, NewMetrics(), discardLogger())
 	if err := s2.Refresh(ctx); err == nil || s2.Loaded() {
 		t.Fatalf("refresh with bad credentials: %v", err)
+	}
+}
+
+// TestServerSourceFailsOver: with --server naming two replicas, one of
+// which fails every call, the associations come from the other; the failed
+// replica is tried once per poll at most (no SDK retries on it), and not at
+// all once the other has answered.
+func TestServerSourceFailsOver(t *testing.T) {
+	inst := servertest.Start(t)
+	registerCluster(t, inst, "c1")
+	if _, err := eksClient(inst).CreatePodIdentityAssociation(context.Background(), &eks.CreatePodIdentityAssociationInput{
+		ClusterName: aws.String("c1"), Namespace: aws.String("team"), ServiceAccount: aws.String("app"),
+		RoleArn: aws.String("arn:aws:iam::111122223333:role/app"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var deadHits atomic.Int32
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		deadHits.Add(1)
+		http.Error(w, `{"message":"replica is failing"}`, http.StatusServiceUnavailable)
+	}))
+	defer dead.Close()
+
+	t.Setenv("AWS_ACCESS_KEY_ID", inst.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", inst.SecretAccessKey)
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	clients, err := eksClients(context.Background(), Config{Servers: []string{dead.URL, inst.URL}, Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServerSource(clients, "c1", time.Hour, NewMetrics(), discardLogger())
+	ctx := context.Background()
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatalf("refresh with one failing replica: %v", err)
+	}
+	if !s.Has("team", "app") {
+		t.Fatal("association missing after failover")
+	}
+	if n := deadHits.Load(); n != 1 {
+		t.Errorf("failing replica tried %d times in the first poll, want 1", n)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := deadHits.Load(); n != 1 {
+		t.Errorf("failing replica tried again (%d calls) while the other answers", n)
+	}
+
+	// Every replica failing: the error names each, and the set stays.
+	only := NewServerSource(clients[:1], "c1", time.Hour, NewMetrics(), discardLogger())
+	if err := only.Refresh(ctx); err == nil || !strings.Contains(err.Error(), "replica 0") {
+		t.Errorf("refresh with no working replica: %v", err)
 	}
 }

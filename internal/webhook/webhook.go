@@ -37,10 +37,10 @@ const (
 
 // Config configures a webhook. The first group are podid webhook's flags.
 type Config struct {
-	Listen           string // host:port
-	Cluster          string // cluster name in the association API
-	Server           string // podid server (EKS API) URL; empty: no server associations
-	Kubeconfig       string // empty: in-cluster configuration
+	Listen           string   // host:port
+	Cluster          string   // cluster name in the association API
+	Servers          []string // podid server (EKS API) URLs, replicas of one; empty: no server associations
+	Kubeconfig       string   // empty: in-cluster configuration
 	TLSCert, TLSKey  string
 	TLSSelfSigned    bool
 	Region           string
@@ -59,7 +59,7 @@ type Config struct {
 	// for the self-signed certificate's names (defaults podid-webhook and
 	// $POD_NAMESPACE or podid-system).
 	ServiceName, Namespace string
-	// EKS, if set, lists associations instead of a client for Server.
+	// EKS, if set, lists associations instead of clients for Servers.
 	EKS eks.ListPodIdentityAssociationsAPIClient
 	// Polling intervals: the server's associations, the associations and
 	// TLS files, and the pass over pods that counts missed ones.
@@ -92,10 +92,10 @@ func New(ctx context.Context, cfg Config) (*Webhook, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if cfg.Server != "" && cfg.Cluster == "" && cfg.EKS == nil {
+	if len(cfg.Servers) > 0 && cfg.Cluster == "" && cfg.EKS == nil {
 		return nil, errors.New("--server needs --cluster")
 	}
-	if cfg.Server == "" && cfg.EKS != nil && cfg.Cluster == "" {
+	if len(cfg.Servers) == 0 && cfg.EKS != nil && cfg.Cluster == "" {
 		return nil, errors.New("an EKS client needs --cluster")
 	}
 	if cfg.TLSSelfSigned == (cfg.TLSCert != "" || cfg.TLSKey != "") {
@@ -193,29 +193,49 @@ func (w *Webhook) addSources(ctx context.Context) error {
 	if cfg.AssociationsFile != "" {
 		w.sources = append(w.sources, NewFileSource(cfg.AssociationsFile, cfg.FileInterval, w.metrics, w.log))
 	}
-	client := cfg.EKS
-	if client == nil && cfg.Server != "" {
-		var opts []func(*awsconfig.LoadOptions) error
-		if cfg.Region != "" {
-			opts = append(opts, awsconfig.WithRegion(cfg.Region))
-		}
-		ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
-		if err != nil {
-			return fmt.Errorf("AWS configuration for --server: %w", err)
-		}
-		if ac.Region == "" {
-			// Only the SigV4 scope needs it; podid's server accepts any.
-			ac.Region = "us-east-1"
-		}
-		client = eks.NewFromConfig(ac, func(o *eks.Options) { o.BaseEndpoint = aws.String(cfg.Server) })
+	clients, err := eksClients(ctx, cfg)
+	if err != nil {
+		return err
 	}
-	if client != nil {
-		w.sources = append(w.sources, NewServerSource(client, cfg.Cluster, cfg.ServerInterval, w.metrics, w.log))
+	if len(clients) > 0 {
+		w.sources = append(w.sources, NewServerSource(clients, cfg.Cluster, cfg.ServerInterval, w.metrics, w.log))
 	}
 	if len(w.sources) == 0 {
 		w.log.Warn("no --server and no --associations-file: Pod Identity is off, IRSA only")
 	}
 	return nil
+}
+
+// eksClients returns cfg.EKS, or one EKS API client per --server URL.
+func eksClients(ctx context.Context, cfg Config) ([]eks.ListPodIdentityAssociationsAPIClient, error) {
+	if cfg.EKS != nil {
+		return []eks.ListPodIdentityAssociationsAPIClient{cfg.EKS}, nil
+	}
+	if len(cfg.Servers) == 0 {
+		return nil, nil
+	}
+	var opts []func(*awsconfig.LoadOptions) error
+	if cfg.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(cfg.Region))
+	}
+	if len(cfg.Servers) > 1 {
+		// The other replicas are the retry: a dead one must not hold a poll
+		// up with the SDK's backoff.
+		opts = append(opts, awsconfig.WithRetryMaxAttempts(1))
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("AWS configuration for --server: %w", err)
+	}
+	if ac.Region == "" {
+		// Only the SigV4 scope needs it; podid's server accepts any.
+		ac.Region = "us-east-1"
+	}
+	var clients []eks.ListPodIdentityAssociationsAPIClient
+	for _, url := range cfg.Servers {
+		clients = append(clients, eks.NewFromConfig(ac, func(o *eks.Options) { o.BaseEndpoint = aws.String(url) }))
+	}
+	return clients, nil
 }
 
 // Addr is the address the webhook listens on.
