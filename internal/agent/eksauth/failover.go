@@ -18,16 +18,16 @@ const (
 )
 
 // Failover spreads AssumeRoleForPodIdentity over several servers that share
-// one store (replicas). Each Failover has a home server (a random one, so
-// that agents spread over the replicas). A call goes to the home server,
-// else to the one that last answered, then to the rest in order; on a
-// connection error, a timeout, a 5xx or throttling it moves on to the next
-// within the same call, so one dead replica costs a request nothing but the
+// one store (replicas). Calls take the servers in turn (round robin), so
+// every agent spreads its load over all of them however few agents there
+// are. On a connection error, a timeout, a 5xx or throttling a call moves on
+// to the next server, so one dead replica costs a request nothing but the
 // time of its failed try. A server that failed so (throttling aside) is held
-// down, tried only after every other, for HoldDown, doubled for each further
-// consecutive failure up to 16×; once the hold ends it is tried again in its
-// turn, so agents return home when a replica comes back. A definitive answer
-// (any 4xx but 429) is returned as it is: every replica would give the same.
+// down — tried only after every other — for HoldDown, doubled for each
+// further consecutive failure up to 16×; once the hold ends it takes its
+// turn again, so load returns to a replica that comes back. A definitive
+// answer (any 4xx but 429) is returned as it is: every replica would give
+// the same.
 type Failover struct {
 	Clients []*Client
 	// TryTimeout bounds the call to one server; DefaultTryTimeout if zero.
@@ -37,8 +37,7 @@ type Failover struct {
 	HoldDown time.Duration
 	Now      func() time.Time
 
-	home      atomic.Int32
-	preferred atomic.Int32   // the last server that answered
+	next      atomic.Uint32  // the server the next call starts at
 	downUntil []atomic.Int64 // per client, UnixNano
 	failures  []atomic.Int32 // per client, consecutive
 }
@@ -55,17 +54,10 @@ func NewFailover(proto Client, endpoints ...string) *Failover {
 	f.downUntil = make([]atomic.Int64, len(f.Clients))
 	f.failures = make([]atomic.Int32, len(f.Clients))
 	if len(endpoints) > 1 {
-		// A fleet of agents given the same list spreads over the servers.
-		f.Prefer(rand.IntN(len(endpoints)))
+		// Agents started together do not all begin on the first server.
+		f.next.Store(uint32(rand.IntN(len(endpoints))))
 	}
 	return f
-}
-
-// Prefer makes the i-th server the home one, tried first whenever it is not
-// held down.
-func (f *Failover) Prefer(i int) {
-	f.home.Store(int32(i))
-	f.preferred.Store(int32(i))
 }
 
 // SplitEndpoints splits flag values that may each hold comma-separated URLs,
@@ -89,28 +81,19 @@ func (f *Failover) now() time.Time {
 	return time.Now()
 }
 
-// order is the order to try the servers in: home, the last that answered,
-// then the rest in their given order; held-down servers last.
+// order is the order to try the servers in: the next in turn, then the
+// rest in their given order; held-down servers last.
 func (f *Failover) order() []int {
 	n := len(f.Clients)
 	if len(f.downUntil) != n {
 		panic("eksauth: Failover not made by NewFailover")
 	}
 	now := f.now().UnixNano()
-	home, pref := int(f.home.Load()), int(f.preferred.Load())
-	seq := make([]int, 0, n+1)
-	seq = append(seq, home)
-	if pref != home {
-		seq = append(seq, pref)
-	}
-	for k := 1; k < n; k++ {
-		if i := (pref + k) % n; i != home {
-			seq = append(seq, i)
-		}
-	}
+	start := int((f.next.Add(1) - 1) % uint32(n))
 	up := make([]int, 0, n)
 	var down []int
-	for _, i := range seq {
+	for k := range n {
+		i := (start + k) % n
 		if f.downUntil[i].Load() > now {
 			down = append(down, i)
 		} else {
@@ -186,7 +169,6 @@ func (f *Failover) AssumeRoleForPodIdentity(ctx context.Context, cluster, token 
 func (f *Failover) up(i int) {
 	f.downUntil[i].Store(0)
 	f.failures[i].Store(0)
-	f.preferred.Store(int32(i))
 }
 
 // allFailed is every server's failure; Unwrap yields the last one first so

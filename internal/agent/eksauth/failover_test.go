@@ -60,24 +60,31 @@ func deadURL(t *testing.T) string {
 	return "http://" + addr
 }
 
-func TestFailoverMovesOnAndRemembers(t *testing.T) {
+func TestFailoverSpreadsAndHoldsDown(t *testing.T) {
 	a, b := newUpstream(t, "ok"), newUpstream(t, "ok")
 	now := time.Unix(1000, 0)
 	var clock sync.Mutex
 	f := NewFailover(Client{}, a.URL, b.URL)
-	f.Prefer(0)
+	f.next.Store(0)
 	f.Now = func() time.Time { clock.Lock(); defer clock.Unlock(); return now }
 	advance := func(d time.Duration) { clock.Lock(); now = now.Add(d); clock.Unlock() }
 	call := func() error {
 		_, err := f.AssumeRoleForPodIdentity(context.Background(), "c1", "tok")
 		return err
 	}
+	calls := func() [2]int32 { return [2]int32{a.calls.Load(), b.calls.Load()} }
 
-	if err := call(); err != nil || a.calls.Load() != 1 || b.calls.Load() != 0 {
-		t.Fatalf("first call: %v, calls a=%d b=%d", err, a.calls.Load(), b.calls.Load())
+	// Round robin over healthy servers.
+	for range 4 {
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// a fails with a 5xx: the same call is answered by b, and b is used
-	// while a is held down.
+	if got := calls(); got != [2]int32{2, 2} {
+		t.Fatalf("calls = %v, want 2 each", got)
+	}
+	// a fails with a 5xx on its turn: the same call is answered by b, and
+	// only b is used while a is held down.
 	a.mode.Store("500")
 	if err := call(); err != nil {
 		t.Fatalf("a down: %v", err)
@@ -91,13 +98,18 @@ func TestFailoverMovesOnAndRemembers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if a.calls.Load() != 2 || b.calls.Load() != 4 {
-		t.Errorf("calls a=%d b=%d, want 2 and 4 (b used while a is held down)", a.calls.Load(), b.calls.Load())
+	if got := calls(); got != [2]int32{3, 6} {
+		t.Errorf("calls = %v, want [3 6] (b alone while a is held down)", got)
 	}
-	// a's hold-down has run out: calls go home again.
+	// a's hold-down has run out: it takes its turn again.
 	advance(DefaultHoldDown + time.Second)
-	if err := call(); err != nil || a.calls.Load() != 3 {
-		t.Fatalf("a back: %v, a calls %d, want 3", err, a.calls.Load())
+	for range 2 {
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := calls(); got != [2]int32{4, 7} {
+		t.Fatalf("a back: calls = %v, want [4 7]", got)
 	}
 	// Both down: the error is temporary, so the agent retries.
 	a.mode.Store("500")
@@ -117,6 +129,7 @@ func TestFailoverMovesOnAndRemembers(t *testing.T) {
 	a.mode.Store("500")
 	b.mode.Store("ok")
 	for range 2 {
+		f.next.Store(0) // a's turn
 		if err := call(); err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +147,7 @@ func TestFailoverMovesOnAndRemembers(t *testing.T) {
 func TestFailoverConnectionErrorAndTimeout(t *testing.T) {
 	hang, ok := newUpstream(t, "hang"), newUpstream(t, "ok")
 	f := NewFailover(Client{}, deadURL(t), hang.URL, ok.URL)
-	f.Prefer(0)
+	f.next.Store(0)
 	f.TryTimeout = 200 * time.Millisecond
 	start := time.Now()
 	resp, err := f.AssumeRoleForPodIdentity(context.Background(), "c1", "tok")
@@ -157,7 +170,7 @@ func TestFailoverConnectionErrorAndTimeout(t *testing.T) {
 func TestFailoverFinalAnswerIsNotRetriedElsewhere(t *testing.T) {
 	deny, ok := newUpstream(t, "403"), newUpstream(t, "ok")
 	f := NewFailover(Client{}, deny.URL, ok.URL)
-	f.Prefer(0)
+	f.next.Store(0)
 	_, err := f.AssumeRoleForPodIdentity(context.Background(), "c1", "tok")
 	var apiErr *Error
 	if !errors.As(err, &apiErr) || apiErr.Code != "AccessDeniedException" || ok.calls.Load() != 0 {
@@ -170,7 +183,7 @@ func TestFailoverFinalAnswerIsNotRetriedElsewhere(t *testing.T) {
 	// Throttling moves on but does not hold the server down.
 	thr := newUpstream(t, "429")
 	f = NewFailover(Client{}, thr.URL, ok.URL)
-	f.Prefer(0)
+	f.next.Store(0)
 	if _, err := f.AssumeRoleForPodIdentity(context.Background(), "c1", "tok"); err != nil {
 		t.Fatal(err)
 	}
