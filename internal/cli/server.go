@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/podid/podid/internal/server"
@@ -9,6 +12,7 @@ import (
 func newServerCmd() *cobra.Command {
 	var cfg server.Config
 	var logLevel string
+	var rotation time.Duration
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the identity plane: IAM, STS, the Pod Identity association API and EKS Auth",
@@ -19,6 +23,14 @@ func newServerCmd() *cobra.Command {
 				return err
 			}
 			cfg.Logger = log
+			switch {
+			case rotation < 0:
+				return fmt.Errorf("--sealing-key-rotation %v: must not be negative", rotation)
+			case rotation == 0:
+				cfg.SealingKeyRotation = -1 // disabled
+			default:
+				cfg.SealingKeyRotation = rotation
+			}
 			srv, err := server.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -43,6 +55,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.Upstream, "upstream", "local", `where pod credentials come from: "local" (podid's own STS) or "aws" (the real STS, with this server's AWS credentials from the standard chain)`)
 	f.BoolVar(&cfg.ValidateRoles, "validate-roles", false, "with --upstream aws: check an association's roles with iam:GetRole before storing it (roles in the server's own account)")
 	f.BoolVar(&cfg.ServeOIDC, "serve-oidc", false, "serve each cluster's issuer discovery document and keys.json at /podid/oidc/CLUSTER/ (IRSA with this server as the issuer host)")
+	f.DurationVar(&rotation, "sealing-key-rotation", server.DefaultSealingKeyRotation, "create a new session-token sealing key when the newest is this old (0 disables); old keys are kept until their tokens have expired")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.MarkFlagsRequiredTogether("tls-cert", "tls-key")
 	return cmd

@@ -29,7 +29,7 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request, body []byte,
 	}
 	now := time.Now()
 	if auth.SecurityToken != "" {
-		sess, err := s.sealer.Open(auth.SecurityToken, now)
+		sess, err := s.openToken(ctx, auth.SecurityToken, now)
 		switch {
 		case errors.Is(err, session.ErrExpired):
 			return nil, awsproto.Errorf(http.StatusForbidden, "ExpiredToken", "The security token included in the request is expired")

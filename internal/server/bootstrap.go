@@ -104,32 +104,20 @@ func randomAccountID() string {
 	return fmt.Sprintf("%012d", n.Int64()+1e11)
 }
 
+// loadSealingKeys loads the session-token sealing keys from the store,
+// creating the first one on an empty store and rotating if the newest is
+// due (see keys.go).
 func (s *Server) loadSealingKeys(ctx context.Context) error {
-	stored, err := s.store.ListSealingKeys(ctx)
+	sealer, err := session.NewSealer(nil)
 	if err != nil {
-		return fmt.Errorf("server: sealing keys: %w", err)
+		return err
 	}
-	if len(stored) == 0 {
-		k, err := session.NewKey(time.Now())
-		if err != nil {
-			return err
-		}
-		sk := store.SealingKey{ID: k.ID, Sealed: s.box.Seal(k.Secret, labelSealingKey+"/"+k.ID), CreatedAt: time.Now().UTC()}
-		if err := s.store.CreateSealingKey(ctx, sk); err != nil {
-			return fmt.Errorf("server: create sealing key: %w", err)
-		}
-		stored = []store.SealingKey{sk}
+	s.sealer = sealer
+	if err := s.MaintainSealingKeys(ctx); err != nil {
+		s.sealer = nil
+		return err
 	}
-	var keys []session.Key
-	for _, sk := range stored {
-		secret, err := s.box.Open(sk.Sealed, labelSealingKey+"/"+sk.ID)
-		if err != nil {
-			return fmt.Errorf("server: sealing key %s: %w", sk.ID, err)
-		}
-		keys = append(keys, session.Key{ID: sk.ID, Secret: secret})
-	}
-	s.sealer, err = session.NewSealer(keys)
-	return err
+	return nil
 }
 
 func (s *Server) rootARN() string { return "arn:aws:iam::" + s.account + ":root" }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -54,7 +55,18 @@ type Config struct {
 	// ServeOIDC publishes each cluster's issuer documents under
 	// IssuerDocsPrefix (for IRSA with this server as the issuer host).
 	ServeOIDC bool
-	Logger    *slog.Logger
+	// SealingKeyRotation is how long a session-token sealing key seals new
+	// tokens before a new one replaces it: 0 means
+	// DefaultSealingKeyRotation, negative disables rotation.
+	SealingKeyRotation time.Duration
+	// KeyReloadInterval is how often the sealing keys are reloaded from the
+	// store (and rotated and pruned as due); 0 means
+	// DefaultKeyReloadInterval.
+	KeyReloadInterval time.Duration
+	// Now is the clock for sealing-key rotation and retention; nil means
+	// time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Server is a running identity plane.
@@ -81,6 +93,12 @@ type Server struct {
 
 	keysMu sync.Mutex
 	keys   map[string]cachedKey // access key ID → secret
+
+	// keysSem lets one sealing-key reload run at a time; keysLoadedAt
+	// (guarded by it) is when the last one started.
+	keysSem      chan struct{}
+	keysLoadedAt time.Time
+	keyReloads   atomic.Int64 // reloads started, for tests
 }
 
 type cachedKey struct {
@@ -113,7 +131,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, issuers: map[string]*oidc.KeySet{}, keys: map[string]cachedKey{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, issuers: map[string]*oidc.KeySet{}, keys: map[string]cachedKey{},
+		keysSem: make(chan struct{}, 1)}
 	if err := s.bootstrap(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -198,6 +217,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	// The sealing-key loop runs while the server serves.
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		s.keyLoop(loopCtx)
+	}()
+	defer func() {
+		stopLoop()
+		<-loopDone
+	}()
 	errc := make(chan error, 1)
 	go func() {
 		if s.cfg.TLSCert != "" {

@@ -20,6 +20,12 @@ const tokenPrefix = "PDS1"
 // ErrInvalidToken means the token is not one of ours or was tampered with.
 var ErrInvalidToken = errors.New("session: invalid session token")
 
+// ErrUnknownKey means the token names a sealing key this sealer does not
+// hold: forged, sealed with a key since deleted, or sealed by another
+// replica with a key created after this one last loaded its ring. It wraps
+// ErrInvalidToken.
+var ErrUnknownKey = fmt.Errorf("%w: unknown sealing key", ErrInvalidToken)
+
 // ErrExpired means the token is authentic but past its expiration.
 var ErrExpired = errors.New("session: session token expired")
 
@@ -48,10 +54,59 @@ func NewSealer(keys []Key) (*Sealer, error) {
 	return s, nil
 }
 
+// Reset replaces the whole ring with keys; keys[len-1] seals new tokens.
+// Nothing changes when a key is invalid or keys is empty.
+func (s *Sealer) Reset(keys []Key) error {
+	if len(keys) == 0 {
+		return errors.New("session: reset with no keys")
+	}
+	aeads := make(map[string]cipher.AEAD, len(keys))
+	for _, k := range keys {
+		if err := checkKeyID(k.ID); err != nil {
+			return err
+		}
+		aead, err := newAEAD(k.Secret)
+		if err != nil {
+			return fmt.Errorf("session: key %s: %w", k.ID, err)
+		}
+		aeads[k.ID] = aead
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aeads = aeads
+	s.current = keys[len(keys)-1].ID
+	return nil
+}
+
+// Current returns the ID of the key that seals new tokens ("" if none).
+func (s *Sealer) Current() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.current
+}
+
+// KeyIDs returns the IDs of the keys in the ring, in no particular order.
+func (s *Sealer) KeyIDs() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := make([]string, 0, len(s.aeads))
+	for id := range s.aeads {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func checkKeyID(id string) error {
+	if len(id) == 0 || len(id) > 255 {
+		return fmt.Errorf("session: key ID length %d out of range", len(id))
+	}
+	return nil
+}
+
 // Add puts a key into the ring and makes it the sealing key.
 func (s *Sealer) Add(k Key) error {
-	if len(k.ID) == 0 || len(k.ID) > 255 {
-		return fmt.Errorf("session: key ID length %d out of range", len(k.ID))
+	if err := checkKeyID(k.ID); err != nil {
+		return err
 	}
 	aead, err := newAEAD(k.Secret)
 	if err != nil {
@@ -102,7 +157,8 @@ func (s *Sealer) Seal(sess *Session) (string, error) {
 }
 
 // Open verifies and decodes a token. It returns ErrExpired (with the
-// session) when the token is authentic but expired at now.
+// session) when the token is authentic but expired at now, and
+// ErrUnknownKey when the key it names is not in the ring.
 func (s *Sealer) Open(token string, now time.Time) (*Session, error) {
 	// Decoders skip \r and \n, so a token with them would open too.
 	if len(token) < len(tokenPrefix) || token[:len(tokenPrefix)] != tokenPrefix || strings.ContainsAny(token, "\r\n") {
@@ -122,7 +178,10 @@ func (s *Sealer) Open(token string, now time.Time) (*Session, error) {
 	s.mu.RLock()
 	aead := s.aeads[id]
 	s.mu.RUnlock()
-	if aead == nil || len(raw) < 1+idLen+aead.NonceSize()+aead.Overhead() {
+	if aead == nil {
+		return nil, ErrUnknownKey
+	}
+	if len(raw) < 1+idLen+aead.NonceSize()+aead.Overhead() {
 		return nil, ErrInvalidToken
 	}
 	nonce := raw[1+idLen : 1+idLen+aead.NonceSize()]

@@ -170,3 +170,52 @@ func TestOpenTamperEveryByte(t *testing.T) {
 		}
 	}
 }
+
+func TestSealerReset(t *testing.T) {
+	s := mustSealer(t, testKey("old", 1))
+	oldTok := mustSeal(t, s, testSession())
+
+	if err := s.Reset([]Key{testKey("old", 1), testKey("new", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Current(); got != "new" {
+		t.Fatalf("Current after Reset = %q, want new", got)
+	}
+	newTok := mustSeal(t, s, testSession())
+	if _, err := mustSealer(t, testKey("new", 2)).Open(newTok, testNow); err != nil {
+		t.Errorf("token sealed after Reset does not open under the new key alone: %v", err)
+	}
+	if _, err := s.Open(oldTok, testNow); err != nil {
+		t.Errorf("old token after Reset kept the old key: %v", err)
+	}
+
+	// A bad key leaves the ring as it was.
+	if err := s.Reset([]Key{testKey("x", 3), {ID: "bad", Secret: make([]byte, 5)}}); err == nil {
+		t.Error("Reset accepted a 5-byte secret")
+	}
+	if err := s.Reset(nil); err == nil {
+		t.Error("Reset accepted no keys")
+	}
+	if got := s.Current(); got != "new" {
+		t.Errorf("Current after failed Resets = %q, want new", got)
+	}
+	if _, err := s.Open(oldTok, testNow); err != nil {
+		t.Errorf("old token after failed Resets: %v", err)
+	}
+
+	// Dropping the old key: its tokens name a key the ring lacks.
+	if err := s.Reset([]Key{testKey("new", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(oldTok, testNow); !errors.Is(err, ErrUnknownKey) || !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("token of a dropped key: err = %v, want ErrUnknownKey (an ErrInvalidToken)", err)
+	}
+	if ids := s.KeyIDs(); len(ids) != 1 || ids[0] != "new" {
+		t.Errorf("KeyIDs = %v, want [new]", ids)
+	}
+	// A known ID with the wrong secret is invalid, not unknown: no point
+	// reloading keys for it.
+	if _, err := mustSealer(t, testKey("new", 9)).Open(newTok, testNow); !errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrUnknownKey) {
+		t.Errorf("wrong secret under a known ID: err = %v, want ErrInvalidToken only", err)
+	}
+}

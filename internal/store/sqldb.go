@@ -475,6 +475,15 @@ func (s *sqlDB) ListSealingKeys(ctx context.Context) ([]SealingKey, error) {
 	return keys, nil
 }
 
+// DeleteSealingKey removes a sealing key; ErrNotFound if there is none.
+func (s *sqlDB) DeleteSealingKey(ctx context.Context, id string) error {
+	err := affected(s.pool().ExecContext(ctx, "DELETE FROM sealing_keys WHERE id = ?", id))
+	if err != nil {
+		return s.wrap(fmt.Sprintf("delete sealing key %q", id), err)
+	}
+	return nil
+}
+
 // ---- access keys ----
 
 const accessKeyCols = "access_key_id, secret_sealed, principal_arn, status, created_at"

@@ -158,8 +158,12 @@ type Store interface {
 	GetMeta(ctx context.Context, key string) (string, error)
 	PutMetaIfAbsent(ctx context.Context, key, value string) (string, error)
 
+	// Sealing keys list oldest first (CreatedAt, then ID); the last one seals
+	// new session tokens. DeleteSealingKey fails with ErrNotFound when the
+	// key is already gone (another replica pruned it first).
 	CreateSealingKey(ctx context.Context, k SealingKey) error
 	ListSealingKeys(ctx context.Context) ([]SealingKey, error)
+	DeleteSealingKey(ctx context.Context, id string) error
 
 	CreateAccessKey(ctx context.Context, k AccessKey) error
 	GetAccessKey(ctx context.Context, id string) (AccessKey, error)

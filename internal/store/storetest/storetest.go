@@ -274,6 +274,23 @@ func testSealingKeys(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Errorf("key %d = %+v, want %+v", i, got, want)
 		}
 	}
+
+	// Deleting retires one key and leaves the others.
+	must(t, s.DeleteSealingKey(ctx(), "k1"))
+	wantErr(t, s.DeleteSealingKey(ctx(), "k1"), store.ErrNotFound)
+	wantErr(t, s.DeleteSealingKey(ctx(), "missing"), store.ErrNotFound)
+	keys, err = s.ListSealingKeys(ctx())
+	must(t, err)
+	if len(keys) != 1 || keys[0].ID != "k2" || string(keys[0].Sealed) != string(k2.Sealed) {
+		t.Fatalf("after deleting k1: %+v, want only k2", keys)
+	}
+	// The ID is free again once deleted.
+	must(t, s.CreateSealingKey(ctx(), k1))
+	keys, err = s.ListSealingKeys(ctx())
+	must(t, err)
+	if len(keys) != 2 || keys[0].ID != "k1" || keys[1].ID != "k2" {
+		t.Fatalf("after recreating k1: %+v", keys)
+	}
 }
 
 func testAccessKeys(t *testing.T, open func(t *testing.T) store.Store) {
