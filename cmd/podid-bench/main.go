@@ -3,6 +3,13 @@
 // prints a Markdown table. See docs/BENCHMARKS.md.
 //
 //	go run ./cmd/podid-bench -all -out docs/bench-results.json
+//
+// With -replicas N it instead compares, in one invocation, one server over
+// the embedded SQLite store with N replicas sharing one PostgreSQL database
+// (-store, or a private PostgreSQL on loopback), the load spread
+// round-robin over the replicas:
+//
+//	go run ./cmd/podid-bench -replicas 3 -d 8s
 package main
 
 import (
@@ -10,6 +17,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -49,7 +57,21 @@ func run() error {
 	maxFresh := flag.Int("max-fresh-tokens", 150_000, "upper bound on pre-signed fresh pod tokens")
 	rev := flag.String("rev", buildRevision(), "podid revision being measured, recorded in the report")
 	keep := flag.Bool("keep", false, "keep the work directory (data dir, child logs)")
+	replicas := flag.Int("replicas", 0, "compare one server over SQLite with this many replicas over PostgreSQL (scenarios: "+strings.Join(loadgen.ReplicaScenarios, ",")+")")
+	storeDSN := flag.String("store", "", "with -replicas: an empty PostgreSQL database (postgres://…) the replicas share; default: a private PostgreSQL on 127.0.0.1 for the run")
+	pgFast := flag.Bool("pg-fast", false, "with -replicas and no -store: run the private PostgreSQL without fsync and with asynchronous commit (the tests' settings)")
 	flag.Parse()
+
+	if *replicas > 0 {
+		var names []string
+		if *scen != "" {
+			names = strings.Split(*scen, ",")
+		}
+		return runReplicas(loadgen.ReplicaOptions{
+			Replicas: *replicas, StoreDSN: *storeDSN, PGFast: *pgFast, Workers: *workers, Duration: *dur, Warmup: *warm,
+			Scenarios: names, Revision: *rev,
+		}, *keep, *out, *md)
+	}
 
 	if !*all && *scen == "" {
 		return fmt.Errorf("choose -all or -scenarios (have %s)", strings.Join(loadgen.AllScenarios, ", "))
@@ -93,6 +115,44 @@ func run() error {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
 			return err
+		}
+	}
+	if rep.HasErrors() {
+		return fmt.Errorf("THE RUN HAD FAILED REQUESTS; see the table")
+	}
+	return nil
+}
+
+// runReplicas runs the replica comparison and writes its report.
+func runReplicas(o loadgen.ReplicaOptions, keep bool, out, md string) error {
+	o.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	work, err := os.MkdirTemp("", "podid-bench-replicas-")
+	if err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	}
+	if keep {
+		o.Log.Info("keeping the work dir", "dir", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	o.WorkDir = work
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := loadgen.RunReplicas(ctx, o)
+	if err != nil {
+		return fmt.Errorf("replica comparison: %w", err)
+	}
+	table := rep.Markdown()
+	fmt.Println(table)
+	if md != "" {
+		if err := os.WriteFile(md, []byte(table), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", md, err)
+		}
+	}
+	if out != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", out, err)
 		}
 	}
 	if rep.HasErrors() {

@@ -40,6 +40,8 @@ type Config struct {
 	// ServerPID, if set, is the process whose CPU time is charged to the
 	// server side (read from /proc).
 	ServerPID int
+	// ServerPIDs are further server processes (replicas) charged likewise.
+	ServerPIDs []int
 }
 
 // Result is what one timed phase measured.
@@ -105,7 +107,7 @@ func Run(ctx context.Context, cfg Config, client *http.Client, src Source) (Resu
 	}
 	res := Result{Workers: cfg.Workers, LoadAvgBefore: LoadAvg()}
 	clientBefore := selfCPU()
-	serverBefore, _ := ProcessCPU(cfg.ServerPID)
+	serverBefore, _ := serversCPU(cfg)
 
 	stats := make([]*workerStats, cfg.Workers)
 	start := time.Now()
@@ -120,8 +122,8 @@ func Run(ctx context.Context, cfg Config, client *http.Client, src Source) (Resu
 	elapsed := time.Since(start)
 
 	res.ClientCPU = (selfCPU() - clientBefore).Seconds()
-	if cfg.ServerPID > 0 {
-		if after, err := ProcessCPU(cfg.ServerPID); err == nil {
+	if cfg.ServerPID > 0 || len(cfg.ServerPIDs) > 0 {
+		if after, err := serversCPU(cfg); err == nil {
 			res.ServerCPU = (after - serverBefore).Seconds()
 		}
 	}
@@ -157,6 +159,23 @@ func Run(ctx context.Context, cfg Config, client *http.Client, src Source) (Resu
 		res.ServerCPUPerReq = res.ServerCPU / float64(res.OK) * 1e6
 	}
 	return res, nil
+}
+
+// serversCPU is the CPU time of every server process of cfg.
+func serversCPU(cfg Config) (time.Duration, error) {
+	pids := cfg.ServerPIDs
+	if cfg.ServerPID > 0 {
+		pids = append([]int{cfg.ServerPID}, pids...)
+	}
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := ProcessCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
 }
 
 func work(ctx context.Context, w int, end time.Time, client *http.Client, src Source, st *workerStats) {

@@ -63,3 +63,58 @@ func LoadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// procStat is the fields of /proc/PID/stat after the command name.
+func procStat(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("loadgen: malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 15 {
+		return nil, fmt.Errorf("loadgen: short /proc/%d/stat", pid)
+	}
+	return f, nil
+}
+
+func ticks(f []string, fields ...int) time.Duration {
+	var n int64
+	for _, i := range fields {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		n += v
+	}
+	return time.Duration(n) * time.Second / clockTicks
+}
+
+// ProcessTreeCPU is the CPU time of pid, of its live children and of the
+// children it has already waited for (cutime, cstime): for a PostgreSQL
+// postmaster, the whole server including backends that came and went.
+func ProcessTreeCPU(pid int) (time.Duration, error) {
+	f, err := procStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	// f[0] is field 3; utime, stime, cutime, cstime are fields 14–17.
+	total := ticks(f, 11, 12, 13, 14)
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("loadgen: list /proc: %w", err)
+	}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
+			continue
+		}
+		cf, err := procStat(child)
+		if err != nil || cf[1] != strconv.Itoa(pid) { // f[1] is field 4, the parent
+			continue
+		}
+		total += ticks(cf, 11, 12)
+	}
+	return total, nil
+}

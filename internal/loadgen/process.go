@@ -213,6 +213,8 @@ func ServeChild(args []string) error {
 	pprofAddr := fs.String("pprof", "", "address of the profile endpoint")
 	dataDir := fs.String("data-dir", "", "podid data dir")
 	caFile := fs.String("oidc-ca-file", "", "CA of the OIDC issuer")
+	storeDSN := fs.String("store", "", `store DSN, as podid server --store ("": SQLite in the data dir)`)
+	masterKey := fs.String("master-key-file", "", `master key, as podid server --master-key-file ("": DATA-DIR/master.key)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -229,7 +231,7 @@ func ServeChild(args []string) error {
 	switch *kind {
 	case KindPodid:
 		srv, err := server.New(ctx, server.Config{
-			Listen: *listen, DataDir: *dataDir, AccountID: BenchAccount, Region: Region,
+			Listen: *listen, DataDir: *dataDir, Store: *storeDSN, MasterKeyFile: *masterKey, AccountID: BenchAccount, Region: Region,
 			OIDCCAFile: *caFile, AgentServiceAccounts: []string{"kube-system/podid-agent"}, Logger: log,
 		})
 		if err != nil {

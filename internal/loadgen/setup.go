@@ -33,6 +33,8 @@ type Fixture struct {
 	WebRole    string // role ARN for AssumeRoleWithWebIdentity
 	PodRole    string // role ARN of the Pod Identity association
 	WebToken   string // the IRSA token, reused as the SDK rereads one file
+	// AssociationID is the Pod Identity association SetupPodid created.
+	AssociationID string
 }
 
 // MotoAccount is moto's default account.
@@ -116,12 +118,14 @@ func SetupPodid(ctx context.Context, url string, admin aws.Credentials, is *Issu
 
 	ec := eks.New(eks.Options{Region: Region, BaseEndpoint: aws.String(url), RetryMaxAttempts: 1,
 		Credentials: credentials.NewStaticCredentialsProvider(admin.AccessKeyID, admin.SecretAccessKey, "")})
-	if _, err := ec.CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{
+	ao, err := ec.CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{
 		ClusterName: aws.String(ClusterName), Namespace: aws.String(BenchNamespace),
 		ServiceAccount: aws.String(BenchSA), RoleArn: aws.String(f.PodRole),
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("create pod identity association: %w", err)
 	}
+	f.AssociationID = aws.ToString(ao.Association.AssociationId)
 	return f, nil
 }
 

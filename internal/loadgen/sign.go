@@ -43,12 +43,23 @@ func (s *Signer) JSON(ctx context.Context, endpoint, path, service string, body 
 	return s.build(ctx, endpoint+path, service, jsonContentType, body)
 }
 
+// Get is a restJson1 GET of endpoint+pathAndQuery (Describe…, List…).
+func (s *Signer) Get(ctx context.Context, endpoint, pathAndQuery, service string) (*http.Request, error) {
+	return s.build(ctx, endpoint+pathAndQuery, service, "", nil)
+}
+
 func (s *Signer) build(ctx context.Context, url, service, contentType string, body []byte) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	method := http.MethodPost
+	if body == nil {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", contentType)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	if s.Creds.AccessKeyID == "" {
 		return req, nil
 	}
