@@ -23,18 +23,40 @@ type Store interface {
 	GetPolicy(ctx context.Context, arn string) (store.ManagedPolicy, error)
 }
 
-// cacheTTL bounds how stale a role's policies may be. Short, because a
-// revoked permission must stop working quickly; long enough that a burst of
-// calls from one node parses the policies once.
-const cacheTTL = time.Second
+// DefaultCacheTTL bounds how stale a role's policies may be when no change
+// notifications arrive. Short, because a revoked permission must stop
+// working quickly; long enough that a burst of calls from one node parses
+// the policies once.
+const DefaultCacheTTL = time.Second
 
 // Authorizer evaluates identity policies.
 type Authorizer struct {
 	Store Store
 	Now   func() time.Time
+	// CacheTTL is how long a role's policies are served from memory; 0
+	// means DefaultCacheTTL. Make it longer only when Invalidate hears of
+	// every change to the store (see store.Notifier).
+	CacheTTL time.Duration
 
 	mu    sync.Mutex
 	cache map[string]cachedPolicies
+	gen   uint64 // counts invalidations; guarded by mu
+}
+
+// Invalidate drops the cached policies a change to the store affects: a
+// role's, when its inline or attached policies change, or all of them.
+func (a *Authorizer) Invalidate(c store.Change) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch c.Kind {
+	case store.ChangeRole:
+		delete(a.cache, c.Key)
+	case store.ChangeAll:
+		clear(a.cache)
+	default:
+		return
+	}
+	a.gen++
 }
 
 type cachedPolicies struct {
@@ -141,11 +163,16 @@ func (a *Authorizer) rolePolicies(ctx context.Context, role string) ([]*policy.D
 	if a.Now != nil {
 		now = a.Now()
 	}
+	ttl := a.CacheTTL
+	if ttl <= 0 {
+		ttl = DefaultCacheTTL
+	}
 	a.mu.Lock()
-	if c, ok := a.cache[role]; ok && now.Sub(c.fetched) < cacheTTL {
+	if c, ok := a.cache[role]; ok && now.Sub(c.fetched) < ttl {
 		a.mu.Unlock()
 		return c.docs, nil
 	}
+	gen := a.gen
 	a.mu.Unlock()
 
 	var docs []*policy.Document
@@ -191,7 +218,9 @@ func (a *Authorizer) rolePolicies(ctx context.Context, role string) ([]*policy.D
 	if a.cache == nil {
 		a.cache = map[string]cachedPolicies{}
 	}
-	a.cache[role] = cachedPolicies{docs: docs, fetched: now}
+	if a.gen == gen { // else what was read may predate a change
+		a.cache[role] = cachedPolicies{docs: docs, fetched: now}
+	}
 	a.mu.Unlock()
 	return docs, nil
 }

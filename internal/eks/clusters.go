@@ -1,6 +1,7 @@
 package eks
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -37,9 +38,6 @@ const (
 // keyMaxAge is how long a cluster's keys are used before a refetch; an
 // unknown kid refetches sooner.
 const keyMaxAge = 10 * time.Minute
-
-// clusterCacheTTL bounds how stale the cached cluster row may be.
-const clusterCacheTTL = time.Second
 
 // RegisterClusterInput is the body of POST /podid/clusters.
 type RegisterClusterInput struct {
@@ -298,12 +296,14 @@ func (s *Service) newRuntime(c store.Cluster) (*clusterRuntime, error) {
 	return rt, nil
 }
 
-// runtime returns the cluster's runtime, rebuilt when the row changed.
+// runtime returns the cluster's runtime, rebuilt when the row changed. The
+// row is read again once it is CacheTTL old or was invalidated.
 func (s *Service) runtime(ctx context.Context, name string) (*clusterRuntime, error) {
 	now := s.now()
 	s.mu.Lock()
 	rt := s.clusters[name]
-	fresh := rt != nil && now.Sub(rt.loaded) < clusterCacheTTL
+	fresh := rt != nil && now.Sub(rt.loaded) < s.cacheTTL()
+	gen := s.clusterGen
 	s.mu.Unlock()
 	if fresh {
 		return rt, nil
@@ -313,9 +313,11 @@ func (s *Service) runtime(ctx context.Context, name string) (*clusterRuntime, er
 		s.forgetCluster(name)
 		return nil, err
 	}
-	if rt != nil && rt.row.CreatedAt.Equal(c.CreatedAt) && rt.row.KeySource == c.KeySource && rt.row.KeySourceArg == c.KeySourceArg && rt.row.TokenReview == c.TokenReview {
+	if rt != nil && sameSource(rt.row, c) {
 		s.mu.Lock()
-		rt.loaded = now
+		if s.clusterGen == gen { // else the row read may predate the change
+			rt.loaded = now
+		}
 		s.mu.Unlock()
 		return rt, nil
 	}
@@ -327,9 +329,37 @@ func (s *Service) runtime(ctx context.Context, name string) (*clusterRuntime, er
 	if s.clusters == nil {
 		s.clusters = map[string]*clusterRuntime{}
 	}
+	if s.clusterGen != gen {
+		rt.loaded = time.Time{} // read the row again on the next call
+	}
 	s.clusters[name] = rt
 	s.mu.Unlock()
 	return rt, nil
+}
+
+// sameSource reports whether a runtime built from row old still serves
+// the cluster as stored now (same registration, same keys).
+func sameSource(old, now store.Cluster) bool {
+	if !old.CreatedAt.Equal(now.CreatedAt) || old.Issuer != now.Issuer || old.KeySource != now.KeySource ||
+		old.KeySourceArg != now.KeySourceArg || old.Kubeconfig != now.Kubeconfig || old.TokenReview != now.TokenReview {
+		return false
+	}
+	// A JWKS given at registration is the key source itself; others only
+	// remember the keys last fetched.
+	return old.KeySource != SourceJWKSFile || bytes.Equal(old.JWKS, now.JWKS)
+}
+
+// staleClusters makes the next call for the cluster named name (every
+// cluster when "") read its row again.
+func (s *Service) staleClusters(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clusterGen++
+	for n, rt := range s.clusters {
+		if name == "" || n == name {
+			rt.loaded = time.Time{}
+		}
+	}
 }
 
 func (s *Service) forgetCluster(name string) {

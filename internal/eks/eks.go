@@ -60,22 +60,36 @@ type Service struct {
 	// audience AgentAudience) authenticate a node agent.
 	AgentServiceAccounts []string
 	Now                  func() time.Time
+	// CacheTTL is how long association and cluster rows are served from
+	// memory; 0 means DefaultCacheTTL. Make it longer only when Invalidate
+	// hears of every change to the store (see store.Notifier): the TTL is
+	// then the safety net, a periodic full resync.
+	CacheTTL time.Duration
 
-	mu       sync.Mutex
-	clusters map[string]*clusterRuntime
+	mu         sync.Mutex
+	clusters   map[string]*clusterRuntime
+	clusterGen uint64 // counts cluster invalidations; guarded by mu
 
 	assocOnce sync.Once
 	assocs    *ttlcache.Cache[assocKey, store.Association]
 }
 
-// associationCacheTTL bounds how stale an association read by EKS Auth may
-// be on another replica; this one forgets its cache on every change.
-const associationCacheTTL = time.Second
+// DefaultCacheTTL bounds how stale an association or cluster row read by
+// EKS Auth may be on another replica when no change notifications arrive;
+// this replica forgets its cache on every change it makes.
+const DefaultCacheTTL = time.Second
+
+func (s *Service) cacheTTL() time.Duration {
+	if s.CacheTTL > 0 {
+		return s.CacheTTL
+	}
+	return DefaultCacheTTL
+}
 
 type assocKey struct{ cluster, namespace, serviceAccount string }
 
 func (s *Service) associationCache() *ttlcache.Cache[assocKey, store.Association] {
-	s.assocOnce.Do(func() { s.assocs = ttlcache.New[assocKey, store.Association](associationCacheTTL, 100000) })
+	s.assocOnce.Do(func() { s.assocs = ttlcache.New[assocKey, store.Association](s.cacheTTL(), 100000) })
 	return s.assocs
 }
 
@@ -85,12 +99,36 @@ func (s *Service) findAssociation(ctx context.Context, cluster, namespace, servi
 	if a, ok := cache.Get(key, now); ok {
 		return a, nil
 	}
+	gen := cache.Generation()
 	a, err := s.Store.FindAssociation(ctx, cluster, namespace, serviceAccount)
 	if err != nil {
 		return a, err
 	}
-	cache.Put(key, a, now)
+	// Not cached if it changed meanwhile: the row read may be the old one.
+	cache.PutIfGeneration(key, a, now, gen)
 	return a, nil
+}
+
+// Invalidate drops what the service caches about a change to the store,
+// made by this replica or another (the server subscribes it to the store's
+// notifications).
+func (s *Service) Invalidate(c store.Change) {
+	switch c.Kind {
+	case store.ChangeAssociation:
+		parts := strings.Split(c.Key, "/")
+		if len(parts) == 3 {
+			s.associationCache().Delete(assocKey{parts[0], parts[1], parts[2]})
+			return
+		}
+		s.associationCache().Clear()
+	case store.ChangeCluster:
+		s.staleClusters(c.Key)
+		// Deleting a cluster deletes its associations, announced with it.
+		s.associationCache().Clear()
+	case store.ChangeAll:
+		s.staleClusters("")
+		s.associationCache().Clear()
+	}
 }
 
 // AgentAudience is the audience of the agent's own service-account token.

@@ -148,6 +148,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.sts = &sts.Service{Store: s.store, Authz: s.authz, Sealer: s.sealer, Account: s.account, IssuerKeys: s.issuerKeys}
 	s.eks = &eks.Service{Store: s.store, Authz: s.authz, STS: s.sts, Account: s.account, Region: cfg.Region,
 		HTTPClient: client, AgentServiceAccounts: cfg.AgentServiceAccounts}
+	s.watchStore()
 	switch cfg.Upstream {
 	case "", "local":
 	case "aws":

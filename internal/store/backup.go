@@ -326,7 +326,8 @@ func Restore(ctx context.Context, s Store, r io.Reader, opts RestoreOptions) (Ba
 				return fmt.Errorf("insert into %s: %w", row.t.name, err)
 			}
 		}
-		return nil
+		// Servers sharing the store forget what they cache.
+		return changed(tx, ChangeAll, ReasonRestore)
 	})
 	if err != nil {
 		return BackupInfo{}, err

@@ -31,6 +31,7 @@ import (
 // at REPEATABLE READ so they see one snapshot.
 type Postgres struct {
 	sqlDB
+	listen listener // LISTEN for other processes' changes; see pglisten.go
 }
 
 var _ Store = (*Postgres)(nil)
@@ -59,7 +60,8 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	db.SetMaxOpenConns(pgMaxOpenConns)
 	db.SetMaxIdleConns(pgMaxIdleConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Postgres{sqlDB{db: db, d: &postgresDialect}}
+	s := &Postgres{sqlDB: sqlDB{db: db, d: &postgresDialect}}
+	s.listen.cfg = cfg.Copy()
 	if err := s.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open postgres %s: %w", where, err)
@@ -117,6 +119,7 @@ var postgresDialect = dialect{
 		c := pgCode(err)
 		return c == "40001" || c == "40P01" // serialization_failure, deadlock_detected
 	},
+	notify: "SELECT pg_notify($1, $2)",
 }
 
 func pgCode(err error) string {

@@ -30,6 +30,10 @@ type sqlDB struct {
 
 	queries sync.Map // query as written → query for this dialect
 	stmts   sync.Map // query as written → *sql.Stmt prepared on the pool
+
+	subs hub // this process's change subscribers (see Notifier)
+	// beforeCommit, for tests, fails a write transaction at its very end.
+	beforeCommit func() error
 }
 
 // dialect is what differs between the SQL backends.
@@ -52,6 +56,10 @@ type dialect struct {
 	isUnique     func(error) bool // unique or primary key violation
 	isForeignKey func(error) bool // foreign key violation
 	isRetryable  func(error) bool // transaction aborted by the database; run it again
+
+	// notify, when not "", sends a change to other processes from inside a
+	// write transaction; its arguments are the channel and the payload.
+	notify string
 }
 
 // expand turns query as written into this dialect's SQL: {{C}} becomes the
@@ -96,6 +104,8 @@ type querier interface {
 type dq struct {
 	q querier
 	s *sqlDB
+	// changes collects, in a write transaction, what it changes (see changed).
+	changes *[]Change
 }
 
 func (x dq) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
@@ -220,10 +230,28 @@ func (s *sqlDB) writeOnce(ctx context.Context, fn func(tx querier) error) error 
 		return err
 	}
 	defer tx.Rollback()
-	if err := fn(dq{tx, s}); err != nil {
+	var changes []Change
+	if err := fn(dq{tx, s, &changes}); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if s.d.notify != "" {
+		for _, c := range changes {
+			// Queued by the server and delivered to the listeners on commit only.
+			if _, err := tx.ExecContext(ctx, s.d.notify, changesChannel, c.String()); err != nil {
+				return fmt.Errorf("notify %s: %w", c, err)
+			}
+		}
+	}
+	if s.beforeCommit != nil {
+		if err := s.beforeCommit(); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.subs.publish(changes...)
+	return nil
 }
 
 // read runs fn in a read transaction, so the queries in it see one snapshot.
@@ -233,7 +261,7 @@ func (s *sqlDB) read(ctx context.Context, op string, fn func(tx querier) error) 
 		return s.wrap(op, err)
 	}
 	defer tx.Rollback()
-	if err := fn(dq{tx, s}); err != nil {
+	if err := fn(dq{tx, s, nil}); err != nil {
 		return s.wrap(op, err)
 	}
 	return nil
@@ -560,13 +588,15 @@ func getRole(ctx context.Context, q querier, name, lock string) (Role, error) {
 const roleExists = "SELECT 1 FROM roles WHERE name = ?"
 
 func (s *sqlDB) CreateRole(ctx context.Context, r Role) error {
-	_, err := s.pool().ExecContext(ctx, "INSERT INTO roles ("+roleCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		r.Name, r.RoleID, r.Path, r.ARN, r.AssumeRolePolicy, r.Description, r.MaxSessionDuration,
-		toJSON(r.Tags), toNanos(r.CreatedAt))
-	if err != nil {
-		return s.wrap(fmt.Sprintf("create role %q", r.Name), err)
-	}
-	return nil
+	return s.write(ctx, fmt.Sprintf("create role %q", r.Name), func(tx querier) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO roles ("+roleCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			r.Name, r.RoleID, r.Path, r.ARN, r.AssumeRolePolicy, r.Description, r.MaxSessionDuration,
+			toJSON(r.Tags), toNanos(r.CreatedAt))
+		if err != nil {
+			return err
+		}
+		return changed(tx, ChangeRole, r.Name)
+	})
 }
 
 func (s *sqlDB) GetRole(ctx context.Context, name string) (Role, error) {
@@ -612,8 +642,11 @@ func (s *sqlDB) UpdateRole(ctx context.Context, name string, fn func(*Role) erro
 			description = ?, max_session_duration = ?, tags = ?, created_at = ? WHERE name = ?`,
 			r.RoleID, r.Path, r.ARN, r.AssumeRolePolicy, r.Description, r.MaxSessionDuration,
 			toJSON(r.Tags), toNanos(r.CreatedAt), name)
+		if err != nil {
+			return err
+		}
 		out = r
-		return err
+		return changed(tx, ChangeRole, name)
 	})
 	if err != nil {
 		return Role{}, err
@@ -635,8 +668,10 @@ func (s *sqlDB) DeleteRole(ctx context.Context, name string) error {
 		if n > 0 {
 			return fmt.Errorf("%d policies remain: %w", n, ErrConflict)
 		}
-		_, err := tx.ExecContext(ctx, "DELETE FROM roles WHERE name = ?", name)
-		return s.restrict(err)
+		if _, err := tx.ExecContext(ctx, "DELETE FROM roles WHERE name = ?", name); err != nil {
+			return s.restrict(err)
+		}
+		return changed(tx, ChangeRole, name)
 	})
 }
 
@@ -656,7 +691,10 @@ func (s *sqlDB) PutRolePolicy(ctx context.Context, p RolePolicy) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO role_policies (role_name, policy_name, document) VALUES (?, ?, ?)
 			ON CONFLICT (role_name, policy_name) DO UPDATE SET document = excluded.document`,
 			p.RoleName, p.PolicyName, p.Document)
-		return err
+		if err != nil {
+			return err
+		}
+		return changed(tx, ChangeRole, p.RoleName)
 	})
 }
 
@@ -701,12 +739,13 @@ func (s *sqlDB) ListRolePolicies(ctx context.Context, role string, p Page) ([]Ro
 }
 
 func (s *sqlDB) DeleteRolePolicy(ctx context.Context, role, name string) error {
-	err := affected(s.pool().ExecContext(ctx,
-		"DELETE FROM role_policies WHERE role_name = ? AND policy_name = ?", role, name))
-	if err != nil {
-		return s.wrap(fmt.Sprintf("delete role policy %q/%q", role, name), err)
-	}
-	return nil
+	return s.write(ctx, fmt.Sprintf("delete role policy %q/%q", role, name), func(tx querier) error {
+		err := affected(tx.ExecContext(ctx, "DELETE FROM role_policies WHERE role_name = ? AND policy_name = ?", role, name))
+		if err != nil {
+			return err
+		}
+		return changed(tx, ChangeRole, role)
+	})
 }
 
 // ---- managed policies ----
@@ -809,17 +848,22 @@ func (s *sqlDB) AttachRolePolicy(ctx context.Context, role, policyARN string) er
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO role_policy_attachments (role_name, policy_arn) VALUES (?, ?)
 			ON CONFLICT (role_name, policy_arn) DO NOTHING`, role, policyARN)
-		return err
+		if err != nil {
+			return err
+		}
+		return changed(tx, ChangeRole, role)
 	})
 }
 
 func (s *sqlDB) DetachRolePolicy(ctx context.Context, role, policyARN string) error {
-	err := affected(s.pool().ExecContext(ctx,
-		"DELETE FROM role_policy_attachments WHERE role_name = ? AND policy_arn = ?", role, policyARN))
-	if err != nil {
-		return s.wrap(fmt.Sprintf("detach policy %q from role %q", policyARN, role), err)
-	}
-	return nil
+	return s.write(ctx, fmt.Sprintf("detach policy %q from role %q", policyARN, role), func(tx querier) error {
+		err := affected(tx.ExecContext(ctx,
+			"DELETE FROM role_policy_attachments WHERE role_name = ? AND policy_arn = ?", role, policyARN))
+		if err != nil {
+			return err
+		}
+		return changed(tx, ChangeRole, role)
+	})
 }
 
 // ListAttachedRolePolicies lists the policies attached to role (ErrNotFound
@@ -884,12 +928,14 @@ func getOIDC(ctx context.Context, q querier, arn, lock string) (OIDCProvider, er
 }
 
 func (s *sqlDB) CreateOIDCProvider(ctx context.Context, o OIDCProvider) error {
-	_, err := s.pool().ExecContext(ctx, "INSERT INTO oidc_providers ("+oidcCols+") VALUES (?, ?, ?, ?, ?, ?)",
-		o.ARN, o.URL, toJSON(o.ClientIDs), toJSON(o.Thumbprints), toJSON(o.Tags), toNanos(o.CreatedAt))
-	if err != nil {
-		return s.wrap(fmt.Sprintf("create OIDC provider %q", o.URL), err)
-	}
-	return nil
+	return s.write(ctx, fmt.Sprintf("create OIDC provider %q", o.URL), func(tx querier) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO oidc_providers ("+oidcCols+") VALUES (?, ?, ?, ?, ?, ?)",
+			o.ARN, o.URL, toJSON(o.ClientIDs), toJSON(o.Thumbprints), toJSON(o.Tags), toNanos(o.CreatedAt))
+		if err != nil {
+			return err
+		}
+		return changed(tx, ChangeOIDCProvider, o.ARN)
+	})
 }
 
 func (s *sqlDB) GetOIDCProvider(ctx context.Context, arn string) (OIDCProvider, error) {
@@ -924,8 +970,11 @@ func (s *sqlDB) UpdateOIDCProvider(ctx context.Context, arn string, fn func(*OID
 		_, err = tx.ExecContext(ctx, `UPDATE oidc_providers SET url = ?, client_ids = ?, thumbprints = ?, tags = ?,
 			created_at = ? WHERE arn = ?`,
 			o.URL, toJSON(o.ClientIDs), toJSON(o.Thumbprints), toJSON(o.Tags), toNanos(o.CreatedAt), arn)
+		if err != nil {
+			return err
+		}
 		out = o
-		return err
+		return changed(tx, ChangeOIDCProvider, arn)
 	})
 	if err != nil {
 		return OIDCProvider{}, err
@@ -934,10 +983,12 @@ func (s *sqlDB) UpdateOIDCProvider(ctx context.Context, arn string, fn func(*OID
 }
 
 func (s *sqlDB) DeleteOIDCProvider(ctx context.Context, arn string) error {
-	if err := affected(s.pool().ExecContext(ctx, "DELETE FROM oidc_providers WHERE arn = ?", arn)); err != nil {
-		return s.wrap(fmt.Sprintf("delete OIDC provider %q", arn), err)
-	}
-	return nil
+	return s.write(ctx, fmt.Sprintf("delete OIDC provider %q", arn), func(tx querier) error {
+		if err := affected(tx.ExecContext(ctx, "DELETE FROM oidc_providers WHERE arn = ?", arn)); err != nil {
+			return err
+		}
+		return changed(tx, ChangeOIDCProvider, arn)
+	})
 }
 
 // ---- clusters ----
@@ -970,13 +1021,15 @@ func getCluster(ctx context.Context, q querier, name, lock string) (Cluster, err
 const clusterExists = "SELECT 1 FROM clusters WHERE name = ?"
 
 func (s *sqlDB) CreateCluster(ctx context.Context, c Cluster) error {
-	_, err := s.pool().ExecContext(ctx, "INSERT INTO clusters ("+clusterCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.Name, c.ARN, c.Issuer, c.KeySource, c.KeySourceArg, c.Kubeconfig, nilIfEmpty(c.JWKS), boolInt(c.TokenReview),
-		toJSON(c.Tags), toNanos(c.CreatedAt))
-	if err != nil {
-		return s.wrap(fmt.Sprintf("create cluster %q", c.Name), err)
-	}
-	return nil
+	return s.write(ctx, fmt.Sprintf("create cluster %q", c.Name), func(tx querier) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO clusters ("+clusterCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			c.Name, c.ARN, c.Issuer, c.KeySource, c.KeySourceArg, c.Kubeconfig, nilIfEmpty(c.JWKS), boolInt(c.TokenReview),
+			toJSON(c.Tags), toNanos(c.CreatedAt))
+		if err != nil {
+			return err
+		}
+		return changed(tx, ChangeCluster, c.Name)
+	})
 }
 
 func (s *sqlDB) GetCluster(ctx context.Context, name string) (Cluster, error) {
@@ -1022,8 +1075,11 @@ func (s *sqlDB) UpdateCluster(ctx context.Context, name string, fn func(*Cluster
 			kubeconfig = ?, jwks = ?, token_review = ?, tags = ?, created_at = ? WHERE name = ?`,
 			c.ARN, c.Issuer, c.KeySource, c.KeySourceArg, c.Kubeconfig, c.JWKS, boolInt(c.TokenReview),
 			toJSON(c.Tags), toNanos(c.CreatedAt), name)
+		if err != nil {
+			return err
+		}
 		out = c
-		return err
+		return changed(tx, ChangeCluster, name)
 	})
 	if err != nil {
 		return Cluster{}, err
@@ -1032,12 +1088,14 @@ func (s *sqlDB) UpdateCluster(ctx context.Context, name string, fn func(*Cluster
 }
 
 // DeleteCluster deletes the cluster and, through the foreign key, its
-// associations, in one statement.
+// associations, in one statement; it announces the cluster only.
 func (s *sqlDB) DeleteCluster(ctx context.Context, name string) error {
-	if err := affected(s.pool().ExecContext(ctx, "DELETE FROM clusters WHERE name = ?", name)); err != nil {
-		return s.wrap(fmt.Sprintf("delete cluster %q", name), err)
-	}
-	return nil
+	return s.write(ctx, fmt.Sprintf("delete cluster %q", name), func(tx querier) error {
+		if err := affected(tx.ExecContext(ctx, "DELETE FROM clusters WHERE name = ?", name)); err != nil {
+			return err
+		}
+		return changed(tx, ChangeCluster, name)
+	})
 }
 
 // ---- associations ----
@@ -1084,7 +1142,10 @@ func (s *sqlDB) CreateAssociation(ctx context.Context, a Association) error {
 			a.ClusterName, a.ID, a.ARN, a.Namespace, a.ServiceAccount, a.RoleARN, a.TargetRoleARN, a.ExternalID,
 			boolInt(a.DisableSessionTags), a.Policy, toJSON(a.Tags), a.OwnerARN, a.ClientRequestToken,
 			a.RequestHash, toNanos(a.CreatedAt), toNanos(a.ModifiedAt))
-		return err
+		if err != nil {
+			return err
+		}
+		return changed(tx, ChangeAssociation, AssociationKey(a.ClusterName, a.Namespace, a.ServiceAccount))
 	})
 }
 
@@ -1167,6 +1228,7 @@ func (s *sqlDB) UpdateAssociation(ctx context.Context, cluster, id string, fn fu
 		if err != nil {
 			return err
 		}
+		before := AssociationKey(cluster, a.Namespace, a.ServiceAccount)
 		if err := fn(&a); err != nil {
 			return callerError{err}
 		}
@@ -1178,8 +1240,14 @@ func (s *sqlDB) UpdateAssociation(ctx context.Context, cluster, id string, fn fu
 			a.ARN, a.Namespace, a.ServiceAccount, a.RoleARN, a.TargetRoleARN, a.ExternalID,
 			boolInt(a.DisableSessionTags), a.Policy, toJSON(a.Tags), a.OwnerARN, a.ClientRequestToken,
 			a.RequestHash, toNanos(a.CreatedAt), toNanos(a.ModifiedAt), cluster, id)
+		if err != nil {
+			return err
+		}
 		out = a
-		return err
+		if err := changed(tx, ChangeAssociation, before); err != nil {
+			return err
+		}
+		return changed(tx, ChangeAssociation, AssociationKey(cluster, a.Namespace, a.ServiceAccount))
 	})
 	if err != nil {
 		return Association{}, err
@@ -1199,7 +1267,7 @@ func (s *sqlDB) DeleteAssociation(ctx context.Context, cluster, id string) (Asso
 			return err
 		}
 		out = a
-		return nil
+		return changed(tx, ChangeAssociation, AssociationKey(cluster, a.Namespace, a.ServiceAccount))
 	})
 	if err != nil {
 		return Association{}, err

@@ -42,15 +42,21 @@ type Service struct {
 	// IssuerKeys returns the key set of an OIDC issuer (web identity).
 	IssuerKeys func(issuer string) *oidc.KeySet
 	Now        func() time.Time
+	// CacheTTL is how long roles and OIDC providers are served from memory;
+	// 0 means DefaultCacheTTL. Make it longer only when Invalidate hears of
+	// every change to the store (see store.Notifier): the TTL is then the
+	// safety net, a periodic full resync.
+	CacheTTL time.Duration
 
 	cacheOnce sync.Once
 	roles     *ttlcache.Cache[string, trustedRole]            // role name → role and parsed trust policy
 	providers *ttlcache.Cache[struct{}, []store.OIDCProvider] // the account's OIDC providers
 }
 
-// storeCacheTTL bounds how stale a role or provider read may be: a trust
-// policy change takes effect within it, as IAM changes take a moment on AWS.
-const storeCacheTTL = time.Second
+// DefaultCacheTTL bounds how stale a role or provider read may be when no
+// change notifications arrive: a trust policy change takes effect within
+// it, as IAM changes take a moment on AWS.
+const DefaultCacheTTL = time.Second
 
 // trustedRole is a role with its trust policy parsed once.
 type trustedRole struct {
@@ -60,18 +66,37 @@ type trustedRole struct {
 
 func (s *Service) caches() {
 	s.cacheOnce.Do(func() {
-		s.roles = ttlcache.New[string, trustedRole](storeCacheTTL, 10000)
-		s.providers = ttlcache.New[struct{}, []store.OIDCProvider](storeCacheTTL, 1)
+		ttl := s.CacheTTL
+		if ttl <= 0 {
+			ttl = DefaultCacheTTL
+		}
+		s.roles = ttlcache.New[string, trustedRole](ttl, 10000)
+		s.providers = ttlcache.New[struct{}, []store.OIDCProvider](ttl, 1)
 	})
 }
 
 // Forget drops every cached role and provider, so that a change made on
 // this server is seen by the next call at once (other replicas see it
-// within storeCacheTTL).
+// through Invalidate, or within the cache TTL).
 func (s *Service) Forget() {
 	s.caches()
 	s.roles.Clear()
 	s.providers.Clear()
+}
+
+// Invalidate drops what the service caches about a change to the store,
+// made by this replica or another (the server subscribes it to the store's
+// notifications).
+func (s *Service) Invalidate(c store.Change) {
+	s.caches()
+	switch c.Kind {
+	case store.ChangeRole:
+		s.roles.Delete(c.Key)
+	case store.ChangeOIDCProvider:
+		s.providers.Clear()
+	case store.ChangeAll:
+		s.Forget()
+	}
 }
 
 // role reads a role and its parsed trust policy, through the cache.
@@ -81,13 +106,15 @@ func (s *Service) role(ctx context.Context, name string) (trustedRole, error) {
 	if r, ok := s.roles.Get(name, now); ok {
 		return r, nil
 	}
+	gen := s.roles.Generation()
 	role, err := s.Store.GetRole(ctx, name)
 	if err != nil {
 		return trustedRole{}, err
 	}
 	r := trustedRole{role: role}
 	r.trust, _ = policy.Parse(role.AssumeRolePolicy, policy.Trust)
-	s.roles.Put(name, r, now)
+	// Not cached if a role changed meanwhile: this one may be the old row.
+	s.roles.PutIfGeneration(name, r, now, gen)
 	return r, nil
 }
 
@@ -98,11 +125,12 @@ func (s *Service) oidcProviders(ctx context.Context) ([]store.OIDCProvider, erro
 	if ps, ok := s.providers.Get(struct{}{}, now); ok {
 		return ps, nil
 	}
+	gen := s.providers.Generation()
 	ps, err := s.Store.ListOIDCProviders(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.providers.Put(struct{}{}, ps, now)
+	s.providers.PutIfGeneration(struct{}{}, ps, now, gen)
 	return ps, nil
 }
 

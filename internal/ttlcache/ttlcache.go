@@ -1,7 +1,9 @@
-// Package ttlcache keeps values for a short, bounded time. The server's hot
-// paths use it for store rows and verified tokens, where a second of
-// staleness is acceptable (IAM itself is eventually consistent) and
-// rereading on every request is not.
+// Package ttlcache keeps values for a bounded time. The server's hot paths
+// use it for store rows and verified tokens, where rereading on every
+// request is too slow. Store rows are dropped as soon as the store announces
+// a change to them (Delete, Clear), the TTL bounding staleness otherwise;
+// Generation and PutIfGeneration keep a read that raced a change from
+// caching the old value.
 package ttlcache
 
 import (
@@ -21,8 +23,9 @@ type Cache[K comparable, V any] struct {
 	ttl time.Duration
 	max int
 
-	mu sync.Mutex
-	m  map[K]entry[V]
+	mu  sync.Mutex
+	m   map[K]entry[V]
+	gen uint64 // counts Deletes and Clears
 }
 
 // New returns a cache whose entries live for ttl, holding at most max.
@@ -51,16 +54,44 @@ func (c *Cache[K, V]) Put(k K, v V, now time.Time) {
 func (c *Cache[K, V]) PutUntil(k K, v V, expires time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.put(k, v, expires)
+}
+
+func (c *Cache[K, V]) put(k K, v V, expires time.Time) {
 	if len(c.m) >= c.max {
 		clear(c.m)
 	}
 	c.m[k] = entry[V]{value: v, expires: expires}
 }
 
+// Generation changes whenever an entry is deleted or the cache cleared.
+// Take it before reading the value to cache and store it with
+// PutIfGeneration: a value read before an invalidation is then not cached
+// after it.
+func (c *Cache[K, V]) Generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// PutIfGeneration stores v for the cache's TTL from now, unless an entry
+// was deleted or the cache cleared since Generation returned gen. It
+// reports whether v was stored.
+func (c *Cache[K, V]) PutIfGeneration(k K, v V, now time.Time, gen uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return false
+	}
+	c.put(k, v, now.Add(c.ttl))
+	return true
+}
+
 // Delete forgets k.
 func (c *Cache[K, V]) Delete(k K) {
 	c.mu.Lock()
 	delete(c.m, k)
+	c.gen++
 	c.mu.Unlock()
 }
 
@@ -68,5 +99,6 @@ func (c *Cache[K, V]) Delete(k K) {
 func (c *Cache[K, V]) Clear() {
 	c.mu.Lock()
 	clear(c.m)
+	c.gen++
 	c.mu.Unlock()
 }

@@ -28,3 +28,29 @@ func TestExpiryAndBound(t *testing.T) {
 		t.Fatal("deleted entry served")
 	}
 }
+
+// A value read before an invalidation is not cached after it.
+func TestPutIfGeneration(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := New[string, int](time.Second, 10)
+	gen := c.Generation()
+	if !c.PutIfGeneration("a", 1, now, gen) {
+		t.Fatal("put refused with an unchanged generation")
+	}
+	gen = c.Generation()
+	c.Delete("b") // another key's invalidation counts too
+	if c.PutIfGeneration("a", 2, now, gen) {
+		t.Fatal("put accepted after a Delete")
+	}
+	if v, _ := c.Get("a", now); v != 1 {
+		t.Fatalf("Get(a) = %d, want the earlier 1", v)
+	}
+	gen = c.Generation()
+	c.Clear()
+	if c.PutIfGeneration("a", 3, now, gen) {
+		t.Fatal("put accepted after a Clear")
+	}
+	if _, ok := c.Get("a", now); ok {
+		t.Fatal("entry served after Clear")
+	}
+}
