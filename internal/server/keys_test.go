@@ -2,10 +2,8 @@ package server_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -17,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
-	"github.com/podid/podid/internal/secretbox"
 	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/server/servertest"
 	"github.com/podid/podid/internal/session"
@@ -237,19 +234,6 @@ func TestSealingKeyLoop(t *testing.T) {
 	}
 }
 
-func masterKeyFile(t *testing.T) string {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "master.key")
-	key := make([]byte, secretbox.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(f, key, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
 // Two replicas on one store: A rotates; a token A seals with the new key
 // verifies on B at once (B reloads on the unknown key ID), and B then seals
 // with the new key too. Forged key IDs cost at most one reload a second.
@@ -266,7 +250,7 @@ func TestUnknownKeyReloadAcrossReplicas(t *testing.T) {
 }
 
 func testUnknownKeyReload(t *testing.T, dsn string) {
-	keyFile := masterKeyFile(t)
+	keyFile := servertest.MasterKeyFile(t)
 	clkA, clkB := newClock(), newClock()
 	replica := func(clk *clock) func(*server.Config) {
 		return func(c *server.Config) {
@@ -347,7 +331,7 @@ func testUnknownKeyReload(t *testing.T, dsn string) {
 // key; both are kept, and both replicas seal with the newest.
 func TestFirstKeyRace(t *testing.T) {
 	dsn := pgtest.Start(t)
-	keyFile := masterKeyFile(t)
+	keyFile := servertest.MasterKeyFile(t)
 	cfg := func(c *server.Config) {
 		c.Store, c.MasterKeyFile = dsn, keyFile
 		c.KeyReloadInterval = time.Hour

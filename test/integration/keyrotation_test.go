@@ -1,10 +1,7 @@
 package integration
 
 import (
-	"crypto/rand"
 	"encoding/base64"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/podid/podid/internal/secretbox"
 	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/server/servertest"
 	"github.com/podid/podid/internal/store/pgtest"
@@ -34,14 +30,7 @@ func sealingKeyOf(t *testing.T, token string) string {
 // and those sealed before it still work on both.
 func TestSealingKeyRotationAcrossReplicas(t *testing.T) {
 	dsn := pgtest.Start(t)
-	keyFile := filepath.Join(t.TempDir(), "master.key")
-	key := make([]byte, secretbox.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := servertest.MasterKeyFile(t)
 	a := servertest.Start(t, func(c *server.Config) {
 		c.Store, c.MasterKeyFile, c.AccountID = dsn, keyFile, account
 		c.SealingKeyRotation = time.Second

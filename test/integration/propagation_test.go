@@ -1,12 +1,9 @@
 package integration
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +14,6 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	podideks "github.com/podid/podid/internal/eks"
-	"github.com/podid/podid/internal/secretbox"
 	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/server/servertest"
 	"github.com/podid/podid/internal/store/pgtest"
@@ -30,14 +26,7 @@ import (
 // B has the old state cached before each change.
 func TestChangePropagationOnPostgres(t *testing.T) {
 	dsn := pgtest.Start(t)
-	keyFile := filepath.Join(t.TempDir(), "master.key")
-	key := make([]byte, secretbox.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := servertest.MasterKeyFile(t)
 	withStore := func(c *server.Config) {
 		c.Store, c.MasterKeyFile, c.AccountID = dsn, keyFile, account
 	}

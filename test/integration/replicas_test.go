@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +21,6 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	podideks "github.com/podid/podid/internal/eks"
-	"github.com/podid/podid/internal/secretbox"
 	"github.com/podid/podid/internal/server/servertest"
 	"github.com/podid/podid/internal/store/pgtest"
 )
@@ -182,14 +180,7 @@ type replica struct {
 func TestReplicasOnPostgres(t *testing.T) {
 	dsn := pgtest.Start(t)
 	bin := buildPodid(t)
-	keyFile := filepath.Join(t.TempDir(), "master.key")
-	key := make([]byte, secretbox.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := servertest.MasterKeyFile(t)
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_EC2_METADATA_DISABLED=true"}
 

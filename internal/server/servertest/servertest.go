@@ -4,6 +4,7 @@ package servertest
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/podid/podid/internal/secretbox"
 	"github.com/podid/podid/internal/server"
 )
 
@@ -116,4 +118,19 @@ func (i *Instance) AuditLog(t testing.TB) string {
 		t.Fatalf("read audit log: %v", err)
 	}
 	return string(b)
+}
+
+// MasterKeyFile writes a random master key to a file of the test's and
+// returns its path: replicas of one store must share one.
+func MasterKeyFile(t testing.TB) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "master.key")
+	key := make([]byte, secretbox.KeySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

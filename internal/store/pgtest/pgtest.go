@@ -344,66 +344,14 @@ type server struct {
 	err   error // set when done closes
 }
 
+// testSettings are the tests' server settings. Durability is the store's
+// business, not this server's: tests that kill processes kill clients,
+// never this server, so fsync can go.
+var testSettings = []string{"listen_addresses=127.0.0.1", "fsync=off", "synchronous_commit=off",
+	"full_page_writes=off", "max_connections=200", "shared_buffers=32MB"}
+
 func startServer(bin binaries) (*server, error) {
-	o, err := serverOwner()
-	if err != nil {
-		return nil, err
-	}
-	tmpl, err := template(bin, o)
-	if err != nil {
-		return nil, fmt.Errorf("make the template data directory: %w", err)
-	}
-	reapStale()
-	dir, err := os.MkdirTemp("", "podid-pgtest-")
-	if err != nil {
-		return nil, err
-	}
-	// Who owns this server, for reapStale in a later run if this process dies
-	// without stopping it (a go test timeout, a kill).
-	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	data := filepath.Join(dir, "data")
-	if err := copyTree(tmpl, data); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("copy the template data directory: %w", err)
-	}
-	if err := o.chownTree(dir); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	// Durability is the store's business, not this server's: tests that kill
-	// processes kill clients, never this server, so fsync can go.
-	cmd := o.command(bin.postgres, "-D", data, "-k", dir, "-p", strconv.Itoa(port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=32MB")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start postgres: %w", err)
-	}
-	logf.Close()
-	s := &server{cmd: cmd, dir: dir, done: make(chan struct{}),
-		dsn: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
-	s.admin = &admin{dsn: s.dsn}
-	go func() { s.err = cmd.Wait(); close(s.done) }()
-	if err := s.waitReady(60 * time.Second); err != nil {
-		s.stop()
-		return nil, err
-	}
-	return s, nil
+	return startServerWith(bin, testSettings, false)
 }
 
 // reapStale stops the servers that earlier test processes started and could

@@ -40,7 +40,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 	if !o.Durable {
 		settings = append(settings, "fsync=off", "synchronous_commit=off", "full_page_writes=off")
 	}
-	s, err := startServerWith(bin, settings)
+	s, err := startServerWith(bin, settings, true)
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
@@ -79,9 +79,11 @@ func (s *Server) Stop() error {
 	return err
 }
 
-// startServerWith is startServer with the server's -c settings given, for
-// StartServer.
-func startServerWith(bin binaries, settings []string) (*server, error) {
+// startServerWith starts a server with the given -c settings from a copy
+// of the template. With dieWithParent the postmaster gets SIGQUIT
+// (immediate shutdown) when the thread that started it exits: for programs
+// that may die without stopping it; a test process has reapStale instead.
+func startServerWith(bin binaries, settings []string, dieWithParent bool) (*server, error) {
 	o, err := serverOwner()
 	if err != nil {
 		return nil, err
@@ -124,7 +126,9 @@ func startServerWith(bin binaries, settings []string) (*server, error) {
 		args = append(args, "-c", kv)
 	}
 	cmd := o.command(bin.postgres, args...)
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT // immediate shutdown if we die
+	if dieWithParent {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
