@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/spf13/cobra"
@@ -60,7 +59,8 @@ podid association create); the pod tokens come from that cluster.`,
 				cancel() // the agent is of no use without its server
 			}()
 
-			id, secret, err := readAdminCredentials(srv.AdminCredentialsFile())
+			// server.New wrote the file before returning.
+			id, secret, err := server.ReadAdminCredentials(srv.AdminCredentialsFile())
 			if err != nil {
 				return err
 			}
@@ -126,35 +126,4 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// readAdminCredentials reads the server's admin-credentials file.
-func readAdminCredentials(path string) (id, secret string, err error) {
-	var b []byte
-	// The server writes it at bootstrap; allow for a slow disk.
-	for i := 0; i < 50; i++ {
-		if b, err = os.ReadFile(path); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		return "", "", fmt.Errorf("up: admin credentials: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "aws_access_key_id":
-			id = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			secret = strings.TrimSpace(v)
-		}
-	}
-	if id == "" || secret == "" {
-		return "", "", fmt.Errorf("up: %s lacks the administrator's keys", path)
-	}
-	return id, secret, nil
 }

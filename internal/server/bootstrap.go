@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/podid/podid/internal/audit"
@@ -155,6 +156,31 @@ func (s *Server) ensureAdminKey(ctx context.Context) error {
 	// credentials file too, and refuses to sign without one.
 	content := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\nregion = %s\n", id, secret, s.cfg.Region)
 	return writeFileAtomic(s.AdminCredentialsFile(), []byte(content), 0o600)
+}
+
+// ReadAdminCredentials reads the key pair from an admin-credentials file
+// as ensureAdminKey writes it.
+func ReadAdminCredentials(path string) (id, secret string, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", fmt.Errorf("server: admin credentials: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "aws_access_key_id":
+			id = strings.TrimSpace(v)
+		case "aws_secret_access_key":
+			secret = strings.TrimSpace(v)
+		}
+	}
+	if id == "" || secret == "" {
+		return "", "", fmt.Errorf("server: admin credentials file %s lacks the administrator's keys", path)
+	}
+	return id, secret, nil
 }
 
 // writeFileAtomic replaces path with data through a temporary file, so a

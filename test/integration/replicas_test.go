@@ -21,6 +21,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	podideks "github.com/podid/podid/internal/eks"
+	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/server/servertest"
 	"github.com/podid/podid/internal/store/pgtest"
 )
@@ -119,31 +120,6 @@ func waitHTTP200(t *testing.T, p *process, url string) {
 	t.Fatalf("%s: %s not ready after 30 s", p.name, url)
 }
 
-// readAdminCredentials reads the key pair from DIR/admin-credentials.
-func readAdminCredentials(t *testing.T, path string) (id, secret string) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		switch k, v = strings.TrimSpace(k), strings.TrimSpace(v); {
-		case !ok:
-		case k == "aws_access_key_id":
-			id = v
-		case k == "aws_secret_access_key":
-			secret = v
-		}
-	}
-	if id == "" || secret == "" {
-		t.Fatalf("%s: no key pair", path)
-	}
-	return id, secret
-}
-
 // countLines counts the lines of path that contain s.
 func countLines(t *testing.T, path, s string) int {
 	t.Helper()
@@ -196,7 +172,10 @@ func TestReplicasOnPostgres(t *testing.T) {
 	for i := range replicas {
 		r := &replica{addr: freeAddr(t), dir: t.TempDir()}
 		startReplica(r, i)
-		id, secret := readAdminCredentials(t, filepath.Join(r.dir, "admin-credentials"))
+		id, secret, err := server.ReadAdminCredentials(filepath.Join(r.dir, "admin-credentials"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		r.Instance = &servertest.Instance{URL: "http://" + r.addr, DataDir: r.dir, AccessKeyID: id, SecretAccessKey: secret,
 			AuditPath: filepath.Join(r.dir, "audit.log")}
 		if i > 0 && id != replicas[0].AccessKeyID {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -82,32 +81,11 @@ func StartAt(t testing.TB, addr string, mutate ...func(*server.Config)) *Instanc
 		srv.Close()
 	}
 	t.Cleanup(inst.Stop)
-	inst.AccessKeyID, inst.SecretAccessKey = readCredentials(t, srv.AdminCredentialsFile())
-	return inst
-}
-
-func readCredentials(t testing.TB, path string) (id, secret string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
+	inst.AccessKeyID, inst.SecretAccessKey, err = server.ReadAdminCredentials(srv.AdminCredentialsFile())
 	if err != nil {
-		t.Fatalf("admin credentials: %v", err)
+		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "aws_access_key_id":
-			id = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			secret = strings.TrimSpace(v)
-		}
-	}
-	if id == "" || secret == "" {
-		t.Fatalf("admin credentials file %s lacks keys", path)
-	}
-	return id, secret
+	return inst
 }
 
 // AuditLog returns the audit log's contents so far.
