@@ -60,7 +60,7 @@ func runProbe(t *testing.T, e *env, pr *podRun, container string, command ...str
 func testPodIdentity(t *testing.T, e *env) {
 	tokens := map[string]*podRun{}
 	for _, s := range sdks {
-		pod := e.createPod(t, e.podSpec("pi-"+s.short, piSA, s.container(t, "sts")))
+		pod := e.createPod(t, e.podSpec("pi-"+s.short, piSA, s.container("sts")))
 		checkPodIdentityMutation(t, pod)
 		pr := e.kubelet.admit(t, pod)
 		id := runProbe(t, e, pr, "app")
@@ -95,7 +95,7 @@ func testPodIdentity(t *testing.T, e *env) {
 func testIRSA(t *testing.T, e *env) {
 	prefix := "arn:aws:sts::" + account + ":assumed-role/" + irsaRole + "/"
 	for _, s := range sdks {
-		pod := e.createPod(t, e.podSpec("irsa-"+s.short, irsaSA, s.container(t, "sts")))
+		pod := e.createPod(t, e.podSpec("irsa-"+s.short, irsaSA, s.container("sts")))
 		checkIRSAMutation(t, pod, e.irsaRoleARN)
 		pr := e.kubelet.admit(t, pod)
 		id := runProbe(t, e, pr, "app")
@@ -123,7 +123,7 @@ func (e *env) deletePod(t *testing.T, name string) {
 // the server, in TokenReview mode, refuses the token from then on (after
 // the apiserver's 10 s token cache at most), so the SDK gets nothing.
 func testPodDeleted(t *testing.T, e *env) {
-	c := sdks[1].container(t, "sts") // boto3
+	c := sdks[1].container("sts") // boto3
 	pod := e.createPod(t, e.podSpec("pi-deleted", piSA, c))
 	pr := e.kubelet.admit(t, pod)
 	if id := runProbe(t, e, pr, "app"); !podIdentityARN(pod.Name).MatchString(id.Arn) {
@@ -154,7 +154,7 @@ func testPodDeleted(t *testing.T, e *env) {
 func testServerRestart(t *testing.T, e *env) {
 	var cs []corev1.Container
 	for _, s := range sdks {
-		c := s.container(t, "sts")
+		c := s.container("sts")
 		c.Name = s.short
 		cs = append(cs, c)
 	}
@@ -191,7 +191,7 @@ func testServerRestart(t *testing.T, e *env) {
 // pods get nothing, and an old pod keeps its cached credentials only until
 // the agent's refresh TTL, when the server answers ResourceNotFound.
 func testAssociationDeleted(t *testing.T, e *env) {
-	c := sdks[1].container(t, "sts") // boto3
+	c := sdks[1].container("sts") // boto3
 	pod := e.createPod(t, e.podSpec("pi-old", piSA, c))
 	checkPodIdentityMutation(t, pod)
 	pr := e.kubelet.admit(t, pod)

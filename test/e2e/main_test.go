@@ -16,12 +16,12 @@ import (
 var bins struct {
 	dir     string // temp dir holding the built binaries
 	podid   string // `go build ./cmd/podid`
-	goprobe string // test/e2e/testdata/goprobe
+	goprobe string // test/sdk/gosdk, the aws-sdk-go-v2 probe
 	python  string // the real interpreter (not a pyenv shim, which needs $HOME)
 	node    string
 	aws     string
-	jsDir   string // test/sdk/js, whose node_modules hold the JS SDK
-	testdir string // test/e2e/testdata
+	sdkDir  string // test/sdk, holding the boto3 probe
+	jsDir   string // test/sdk/js, holding the JS probe and the JS SDK
 	err     error  // why the suite cannot run
 }
 
@@ -45,14 +45,14 @@ func TestMain(m *testing.M) {
 func prepare() error {
 	_, file, _, _ := runtime.Caller(0)
 	here := filepath.Dir(file)
-	bins.testdir = filepath.Join(here, "testdata")
-	bins.jsDir = filepath.Join(here, "..", "sdk", "js")
+	bins.sdkDir = filepath.Join(here, "..", "sdk")
+	bins.jsDir = filepath.Join(bins.sdkDir, "js")
 	for _, b := range []struct {
 		out *string
 		pkg string
 	}{
 		{&bins.podid, "github.com/podid/podid/cmd/podid"},
-		{&bins.goprobe, "github.com/podid/podid/test/e2e/testdata/goprobe"},
+		{&bins.goprobe, "github.com/podid/podid/test/sdk/gosdk"},
 	} {
 		*b.out = filepath.Join(bins.dir, filepath.Base(b.pkg))
 		if out, err := exec.Command("go", "build", "-o", *b.out, b.pkg).CombinedOutput(); err != nil {

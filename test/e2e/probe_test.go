@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,24 +15,20 @@ import (
 // credential chain and, with the argument "sts", GetCallerIdentity.
 type sdk struct {
 	name, short string // short names its pods
-	container   func(t *testing.T, mode string) corev1.Container
+	container   func(mode string) corev1.Container
 }
 
 var sdks = []sdk{
-	{"aws-sdk-go-v2", "go", func(t *testing.T, mode string) corev1.Container {
+	{"aws-sdk-go-v2", "go", func(mode string) corev1.Container {
 		return corev1.Container{Command: []string{bins.goprobe}, Args: []string{mode}}
 	}},
-	{"boto3", "boto3", func(t *testing.T, mode string) corev1.Container {
-		return corev1.Container{Command: []string{bins.python, filepath.Join(bins.testdir, "probe.py")}, Args: []string{mode}}
+	{"boto3", "boto3", func(mode string) corev1.Container {
+		return corev1.Container{Command: []string{bins.python, filepath.Join(bins.sdkDir, "probe.py")}, Args: []string{mode}}
 	}},
-	{"aws-sdk-js-v3", "js", func(t *testing.T, mode string) corev1.Container {
-		// -e, so that @aws-sdk/* resolve from test/sdk/js (the working
-		// directory), where npm installed them.
-		src, err := os.ReadFile(filepath.Join(bins.testdir, "probe.mjs"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return corev1.Container{Command: []string{bins.node, "--input-type=module", "-e", string(src)}, Args: []string{mode},
+	{"aws-sdk-js-v3", "js", func(mode string) corev1.Container {
+		// @aws-sdk/* resolve from the probe's directory, where npm
+		// installed them.
+		return corev1.Container{Command: []string{bins.node, filepath.Join(bins.jsDir, "probe.mjs")}, Args: []string{mode},
 			WorkingDir: bins.jsDir}
 	}},
 }

@@ -502,25 +502,17 @@ func goSDK(t testing.TB, env []string, callSTS bool) identity {
 	return id
 }
 
-const botoScript = `
-import json, sys, boto3
-try:
-    s = boto3.session.Session()
-    c = s.get_credentials().get_frozen_credentials()
-    out = {"AccessKeyId": c.access_key}
-    if len(sys.argv) > 1 and sys.argv[1] == "sts":
-        r = s.client("sts").get_caller_identity()
-        out.update(Arn=r["Arn"], Account=r["Account"])
-    print(json.dumps(out))
-except Exception as e:
-    print(json.dumps({"Error": "%s: %s" % (type(e).__name__, e)}))
-`
+// sdkDir is this directory, where the SDK probes are.
+func sdkDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(file)
+}
 
 // boto runs boto3 (botocore's default chain) in a python3 subprocess,
 // optionally inside a network namespace.
 func boto(t testing.TB, env []string, callSTS bool, netns string) identity {
 	t.Helper()
-	args := []string{"python3", "-c", botoScript}
+	args := []string{"python3", filepath.Join(sdkDir(), "probe.py")}
 	if callSTS {
 		args = append(args, "sts")
 	}
@@ -589,8 +581,7 @@ func jsSDK(t testing.TB, env []string, netns string) identity {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed; the JavaScript SDK test needs Node.js ≥ 18 and npm")
 	}
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "js")
+	dir := filepath.Join(sdkDir(), "js")
 	npmOnce.Do(func() {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@aws-sdk", "client-sts")); err == nil {
 			return
@@ -601,7 +592,7 @@ func jsSDK(t testing.TB, env []string, netns string) identity {
 			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
 		}
 	})
-	args := []string{"node", "get-caller-identity.mjs"}
+	args := []string{"node", "probe.mjs", "sts"}
 	if netns != "" {
 		args = append([]string{"ip", "netns", "exec", netns}, args...)
 	}

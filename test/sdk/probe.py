@@ -1,6 +1,7 @@
-# The boto3 "container" of the end-to-end test: botocore's default
-# credential chain, unmodified, then (with the argument "sts") STS
-# GetCallerIdentity. Prints one JSON line: Arn, Account, AccessKeyId or Error.
+# boto3 as a client of podid: botocore's default credential chain,
+# unmodified, then (with the argument "sts") STS GetCallerIdentity. Prints one
+# JSON line: Arn, Account, AccessKeyId, or Error (and exits 1). Used by
+# test/sdk and as test/e2e's boto3 "container".
 import json, sys
 out = {}
 try:
