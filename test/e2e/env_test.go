@@ -251,14 +251,14 @@ func (e *env) startAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out, err := exec.Command("ip", "netns", "exec", e.net.node.name, bins.podid, "agent", "setup-network").CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", e.net.node.Name, bins.podid, "agent", "setup-network").CombinedOutput()
 	if err != nil {
 		t.Fatalf("podid agent setup-network: %v\n%s", err, out)
 	}
 	t.Logf("podid agent setup-network: %s", strings.TrimSpace(string(out)))
 
 	e.agent = startProcess(t, "agent", []string{"PATH=" + os.Getenv("PATH")},
-		"ip", "netns", "exec", e.net.node.name, bins.podid, "agent",
+		"ip", "netns", "exec", e.net.node.Name, bins.podid, "agent",
 		"--server", e.srv.NodeURL(), "--cluster", clusterName, "--token-file", tokenFile,
 		"--refresh-ttl", agentTTL.String(), "--log-level", "info")
 	waitFor(t, "the agent's /readyz inside the node", 20*time.Second, 100*time.Millisecond, func() (bool, error) {

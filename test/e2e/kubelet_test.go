@@ -177,7 +177,7 @@ func (k *kubelet) run(t *testing.T, pr *podRun, container string, command ...str
 		script = append(script, "cd "+shq(c.WorkingDir))
 	}
 	script = append(script, `exec "$@"`)
-	args := append([]string{"netns", "exec", k.node.name, "unshare", "--mount", "--propagation", "private",
+	args := append([]string{"netns", "exec", k.node.Name, "unshare", "--mount", "--propagation", "private",
 		"sh", "-c", strings.Join(script, "\n"), "container"}, command...)
 	cmd := exec.Command("ip", args...)
 	cmd.Env = env

@@ -7,19 +7,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/podid/podid/internal/netnstest"
 )
 
 // Addresses of the link between the control plane's namespace and the
@@ -35,10 +33,7 @@ const (
 )
 
 // ns is a network namespace the test created.
-type ns struct {
-	name string
-	h    netns.NsHandle
-}
+type ns = netnstest.NS
 
 func ipCmd(t *testing.T, args ...string) {
 	t.Helper()
@@ -47,24 +42,13 @@ func ipCmd(t *testing.T, args ...string) {
 	}
 }
 
-// newNS creates a network namespace with lo up and deletes it at cleanup
-// (which also deletes the veth end inside it).
+// newNS creates a network namespace with lo up; it goes at cleanup (with
+// the veth end inside it).
 func newNS(t *testing.T, name string) *ns {
 	t.Helper()
-	ipCmd(t, "netns", "add", name)
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		exec.Command("ip", "netns", "del", name).Run()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	ipCmd(t, "-n", name, "link", "set", "lo", "up")
-	return &ns{name: name, h: h}
+	n := netnstest.New(t, name)
+	n.IP(t, "link", "set", "lo", "up")
+	return n
 }
 
 // network is the control plane's namespace and the node's, linked.
@@ -81,50 +65,18 @@ func newNetwork(t *testing.T) *network {
 	id := hex.EncodeToString(b)
 	n := &network{plane: newNS(t, "podid-e2e-"+id+"-plane"), node: newNS(t, "podid-e2e-"+id+"-node1")}
 	a, z := "pe2e"+id+"p", "pe2e"+id+"n" // ≤ 15 characters
-	ipCmd(t, "link", "add", a, "netns", n.plane.name, "type", "veth", "peer", "name", z, "netns", n.node.name)
-	ipCmd(t, "-n", n.plane.name, "addr", "add", planeAddr+linkCIDR, "dev", a)
-	ipCmd(t, "-n", n.node.name, "addr", "add", nodeAddr+linkCIDR, "dev", z)
-	ipCmd(t, "-n", n.plane.name, "link", "set", a, "up")
-	ipCmd(t, "-n", n.node.name, "link", "set", z, "up")
+	ipCmd(t, "link", "add", a, "netns", n.plane.Name, "type", "veth", "peer", "name", z, "netns", n.node.Name)
+	n.plane.IP(t, "addr", "add", planeAddr+linkCIDR, "dev", a)
+	n.node.IP(t, "addr", "add", nodeAddr+linkCIDR, "dev", z)
+	n.plane.IP(t, "link", "set", a, "up")
+	n.node.IP(t, "link", "set", z, "up")
 	return n
-}
-
-// inNS runs fn on an OS thread switched into target, then switches the
-// thread back. Sockets fn creates stay in target. The thread must not die
-// in the other namespace: children started with Pdeathsig (kubetest's
-// apiserver, the agent) are killed when the thread that forked them exits.
-func inNS(target *ns, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target.h); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w", target.name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Stay locked: the thread exits with this goroutine.
-			errc <- fmt.Errorf("setns back: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // listenIn listens on addr inside n.
 func listenIn(n *ns, addr string) (net.Listener, error) {
 	var ln net.Listener
-	err := inNS(n, func() (err error) {
+	err := n.Do(func() (err error) {
 		ln, err = net.Listen("tcp", addr)
 		return err
 	})
@@ -139,7 +91,7 @@ func httpClientIn(n *ns) *http.Client {
 		Transport: &http.Transport{
 			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-				err = inNS(n, func() (err error) {
+				err = n.Do(func() (err error) {
 					var d net.Dialer
 					c, err = d.DialContext(ctx, network, addr)
 					return err

@@ -82,7 +82,7 @@ func (s *podidServer) start(t *testing.T) {
 		cancel()
 		local.Close()
 		srv.Close()
-		t.Fatalf("listen in %s: %v", s.net.plane.name, err)
+		t.Fatalf("listen in %s: %v", s.net.plane.Name, err)
 	}
 	s.srv, s.cancel, s.done = srv, cancel, make(chan error, 2)
 	go func() { s.done <- srv.Serve(ctx, local) }()

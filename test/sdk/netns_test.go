@@ -7,11 +7,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -19,10 +17,11 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/podid/podid/internal/agent"
+	"github.com/podid/podid/internal/netnstest"
 )
 
 // newNetns creates a network namespace for the test and deletes it after.
-func newNetns(t *testing.T) (string, netns.NsHandle) {
+func newNetns(t *testing.T) *netnstest.NS {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: creating network namespaces and assigning 169.254.170.23 needs root")
@@ -32,38 +31,7 @@ func newNetns(t *testing.T) (string, netns.NsHandle) {
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	name := "podid-test-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		exec.Command("ip", "netns", "del", name).Run()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name, h
-}
-
-// inNetns runs fn on an OS thread switched into ns. Sockets fn creates stay
-// in ns. The thread is never handed back to the scheduler: it exits with
-// its goroutine, so no other goroutine runs in the wrong namespace.
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	return netnstest.New(t, "podid-test-"+hex.EncodeToString(b))
 }
 
 func addrsOf(t *testing.T, ns netns.NsHandle, link string) []string {
@@ -93,10 +61,10 @@ func addrsOf(t *testing.T, ns netns.NsHandle, link string) []string {
 // first run must fall back (to a port-less bridge) and say so; the second
 // changes nothing.
 func TestSetupNetworkCommand(t *testing.T) {
-	name, ns := newNetns(t)
+	n := newNetns(t)
 	podid := build(t, "github.com/podid/podid/cmd/podid")
 	run := func() string {
-		out, err := exec.Command("ip", "netns", "exec", name, podid, "agent", "setup-network").CombinedOutput()
+		out, err := exec.Command("ip", "netns", "exec", n.Name, podid, "agent", "setup-network").CombinedOutput()
 		if err != nil {
 			t.Fatalf("setup-network: %v\n%s", err, out)
 		}
@@ -118,7 +86,7 @@ func TestSetupNetworkCommand(t *testing.T) {
 	if !strings.Contains(second, "using existing") || !strings.Contains(second, "pod-id-link0") {
 		t.Fatalf("second run:\n%s", second)
 	}
-	got := strings.Join(addrsOf(t, ns, agent.DefaultLinkName), " ")
+	got := strings.Join(addrsOf(t, n.Handle, agent.DefaultLinkName), " ")
 	for _, want := range []string{"169.254.170.23/32", "fd00:ec2::23/128"} {
 		if strings.Count(got, want) != 1 {
 			t.Errorf("addresses on %s: %s; want %s once", agent.DefaultLinkName, got, want)
@@ -129,8 +97,8 @@ func TestSetupNetworkCommand(t *testing.T) {
 // TestSetupNetworkLoopbackFallback: when neither dummy nor the chosen
 // fallbacks work, the addresses go on lo.
 func TestSetupNetworkLoopbackFallback(t *testing.T) {
-	_, ns := newNetns(t)
-	h, err := netlink.NewHandleAt(ns)
+	n := newNetns(t)
+	h, err := netlink.NewHandleAt(n.Handle)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,12 +113,12 @@ func TestSetupNetworkLoopbackFallback(t *testing.T) {
 	if res.Kind != agent.LinkLoopback || res.Link != "lo" || res.Created {
 		t.Fatalf("result: %+v", res)
 	}
-	got := strings.Join(addrsOf(t, ns, "lo"), " ")
+	got := strings.Join(addrsOf(t, n.Handle, "lo"), " ")
 	if !strings.Contains(got, "169.254.170.23/32") || !strings.Contains(got, "fd00:ec2::23/128") {
 		t.Fatalf("lo addresses: %s", got)
 	}
 	// And the agent can serve there.
-	if err := inNetns(ns, func() error {
+	if err := n.Do(func() error {
 		for _, b := range agent.DefaultBinds {
 			ln, err := net.Listen("tcp", b)
 			if err != nil {
@@ -179,7 +147,7 @@ func TestSetupNetworkNeedsNetAdmin(t *testing.T) {
 		if _, lerr := exec.LookPath("setpriv"); lerr != nil {
 			t.Skip("skipping: running as root and setpriv (util-linux) is missing to drop privileges")
 		}
-		name, _ := newNetns(t)
+		name := newNetns(t).Name
 		podid := build(t, "github.com/podid/podid/cmd/podid")
 		out, err = exec.Command("ip", "netns", "exec", name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 			podid, "agent", "setup-network").CombinedOutput()
@@ -197,8 +165,9 @@ func TestSetupNetworkNeedsNetAdmin(t *testing.T) {
 // AssumeRoleForPodIdentity and the SDKs call GetCallerIdentity on the podid
 // server (which also listens inside the namespace).
 func TestLinkLocalEndToEnd(t *testing.T) {
-	name, ns := newNetns(t)
-	h, err := netlink.NewHandleAt(ns)
+	n := newNetns(t)
+	name := n.Name
+	h, err := netlink.NewHandleAt(n.Handle)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +185,7 @@ func TestLinkLocalEndToEnd(t *testing.T) {
 	// inside the namespace; it reaches EKS Auth from the host namespace.
 	var lns *agent.Listeners
 	var stsLn net.Listener
-	if err := inNetns(ns, func() error {
+	if err := n.Do(func() error {
 		var err error
 		if lns, err = agent.Listen(agent.DefaultBinds, agent.DefaultHealthAddr, agent.DefaultMetricsAddr); err != nil {
 			return err
