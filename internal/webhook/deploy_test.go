@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -12,29 +11,20 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
-	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/podid/podid/internal/webhook/webhooktest"
 )
 
 // TestDeployManifest decodes deploy/webhook.yaml strictly and checks the
 // properties that keep a webhook from hurting a cluster.
 func TestDeployManifest(t *testing.T) {
-	b, err := os.ReadFile("../../deploy/webhook.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, kjson.SerializerOptions{Yaml: true, Strict: true})
 	var (
 		mwc  *admissionregistrationv1.MutatingWebhookConfiguration
 		dep  *appsv1.Deployment
 		svc  *corev1.Service
 		role *rbacv1.ClusterRole
 	)
-	for _, doc := range strings.Split(string(b), "\n---\n") {
-		obj, _, err := dec.Decode([]byte(doc), nil, nil)
-		if err != nil {
-			t.Fatalf("%v in:\n%.300s", err, doc)
-		}
+	for _, obj := range webhooktest.Manifest(t) {
 		switch o := obj.(type) {
 		case *admissionregistrationv1.MutatingWebhookConfiguration:
 			mwc = o

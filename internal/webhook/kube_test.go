@@ -20,18 +20,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
 	"github.com/podid/podid/internal/kubetest"
 	"github.com/podid/podid/internal/server/servertest"
+	"github.com/podid/podid/internal/webhook/webhooktest"
 )
 
 const (
@@ -73,16 +72,9 @@ func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 // webhook runs with exactly the permissions the manifest grants.
 func applyDeployRBAC(t *testing.T, admin kubernetes.Interface) {
 	t.Helper()
-	b, err := os.ReadFile("../../deploy/webhook.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	for _, doc := range strings.Split(string(b), "\n---\n") {
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
-		if err != nil {
-			t.Fatalf("deploy/webhook.yaml: %v", err)
-		}
+	for _, obj := range webhooktest.Manifest(t) {
+		var err error
 		switch o := obj.(type) {
 		case *rbacv1.ClusterRole:
 			_, err = admin.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
@@ -108,31 +100,9 @@ func newKubeEnv(t *testing.T, extra func(*Config)) *kubeEnv {
 	e.addr = ln.Addr().String()
 	ln.Close()
 
-	url := "https://" + e.addr + "/mutate"
-	ignore := admissionregistrationv1.Ignore
-	none := admissionregistrationv1.SideEffectClassNone
-	timeout := int32(10)
-	_, err = e.admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(), &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: DefaultWebhookConfigName},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "pod-identity.podid.io",
-			AdmissionReviewVersions: []string{"v1"},
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url}, // caBundle: the webhook fills it in
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-			FailurePolicy:  &ignore,
-			SideEffects:    &none,
-			TimeoutSeconds: &timeout,
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system"}},
-			}},
-			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: OptOutLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}},
-			}},
-		}},
-	}, metav1.CreateOptions{})
+	// Registered from deploy/webhook.yaml, aimed at this process.
+	_, err = e.admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(),
+		webhooktest.Configuration(t, "https://"+e.addr+"/mutate"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

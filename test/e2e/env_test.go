@@ -19,13 +19,13 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podid/podid/internal/kubetest"
 	"github.com/podid/podid/internal/server"
+	"github.com/podid/podid/internal/webhook/webhooktest"
 )
 
 const (
@@ -280,28 +280,9 @@ func (e *env) startAgent(t *testing.T) {
 func (e *env) startWebhook(t *testing.T) {
 	t.Helper()
 	port := freePort(t)
-	url := "https://127.0.0.1:" + port + "/mutate"
-	ignore := admissionregistrationv1.Ignore
-	none := admissionregistrationv1.SideEffectClassNone
-	timeout := int32(10)
-	_, err := e.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(), &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "podid-webhook"},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "pod-identity.podid.io",
-			AdmissionReviewVersions: []string{"v1"},
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-			FailurePolicy:  &ignore,
-			SideEffects:    &none,
-			TimeoutSeconds: &timeout,
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system"}},
-			}},
-		}},
-	}, metav1.CreateOptions{})
+	// Registered from deploy/webhook.yaml, aimed at this process.
+	_, err := e.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(),
+		webhooktest.Configuration(t, "https://127.0.0.1:"+port+"/mutate"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
