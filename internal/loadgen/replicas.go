@@ -406,7 +406,7 @@ func prepare(ctx context.Context, d *deployment, is *Issuer, clusterKey *KeyPair
 	var admin aws.Credentials
 	for i, p := range d.procs {
 		urls = append(urls, p.URL)
-		c, err := ReadAdminCredentials(filepath.Join(d.dirs[i], "admin-credentials"))
+		c, err := readAdminCredentials(d.dirs[i])
 		if err != nil {
 			return fmt.Errorf("admin credentials of %s: %w", p.URL, err)
 		}

@@ -189,7 +189,7 @@ func RunAll(ctx context.Context, o Options) (*Report, error) {
 	if err := podid.WaitReady("/readyz", 60*time.Second); err != nil {
 		return nil, err
 	}
-	admin, err := ReadAdminCredentials(filepath.Join(dataDir, "admin-credentials"))
+	admin, err := readAdminCredentials(dataDir)
 	if err != nil {
 		return nil, err
 	}

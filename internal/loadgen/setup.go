@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/podid/podid/internal/server"
 )
 
 // Names of what the fixture creates.
@@ -140,27 +141,8 @@ func SetupMoto(ctx context.Context, url string, is *Issuer, webToken string) (*F
 	return f, nil
 }
 
-// ReadAdminCredentials reads the access key from podid's admin-credentials.
-func ReadAdminCredentials(path string) (aws.Credentials, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return aws.Credentials{}, err
-	}
-	var c aws.Credentials
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "aws_access_key_id":
-			c.AccessKeyID = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			c.SecretAccessKey = strings.TrimSpace(v)
-		}
-	}
-	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
-		return c, fmt.Errorf("%s holds no access key", path)
-	}
-	return c, nil
+// readAdminCredentials reads the key pair of a data dir's admin-credentials.
+func readAdminCredentials(dataDir string) (aws.Credentials, error) {
+	id, secret, err := server.ReadAdminCredentials(filepath.Join(dataDir, "admin-credentials"))
+	return aws.Credentials{AccessKeyID: id, SecretAccessKey: secret}, err
 }
