@@ -222,7 +222,7 @@ func podClaims(iss, namespace, sa, pod string) map[string]any {
 }
 
 // signJWT signs claims with key as alg, with the kid header if not empty.
-func signJWT(t *testing.T, key any, kid string, alg jose.SignatureAlgorithm, claims map[string]any) string {
+func signJWT(t *testing.T, key any, kid string, alg jose.SignatureAlgorithm, claims any) string {
 	t.Helper()
 	opts := (&jose.SignerOptions{}).WithType("JWT")
 	if kid != "" {

@@ -105,20 +105,12 @@ func (is *issuer) token(t *testing.T, sub string, aud []string, mutate ...func(*
 
 func signToken(t *testing.T, key any, kid string, alg jose.SignatureAlgorithm, iss, sub string, aud []string, mutate ...func(*jwt.Claims)) string {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
 	c := jwt.Claims{Issuer: iss, Subject: sub, Audience: aud, IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)), Expiry: jwt.NewNumericDate(now.Add(time.Hour))}
 	for _, m := range mutate {
 		m(&c)
 	}
-	raw, err := jwt.Signed(signer).Claims(c).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
+	return signJWT(t, key, kid, alg, c)
 }
 
 func withOIDCCA(file string) func(*server.Config) {
